@@ -1,0 +1,17 @@
+"""Models of the connector: configuration (servers, calendars) and state (snapshots)."""
+
+from connector.models.calendars import Alarm, Calendar, Filter, Resource
+from connector.models.servers import Server
+from connector.models.state import MailboxState, RefreshStatus, Snapshot, WorkerHeartbeat
+
+__all__ = [
+    "Alarm",
+    "Calendar",
+    "Filter",
+    "MailboxState",
+    "RefreshStatus",
+    "Resource",
+    "Server",
+    "Snapshot",
+    "WorkerHeartbeat",
+]

@@ -1,0 +1,175 @@
+"""Exchange servers (and iCalendar sources) that calendars read from."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from accounts.models import AppRegistration, ServiceAccount
+from connector.validators import url_safe_id
+
+# Hosts of Exchange Online's EWS, where EWS is being switched off (SPEC).
+EXCHANGE_ONLINE_EWS_HOSTS = (
+    "outlook.office365.com",
+    "outlook.office.com",
+    "outlook.office365.us",  # GCC High
+    "outlook-dod.office365.us",  # DoD
+    "partner.outlook.cn",  # operated by 21Vianet
+)
+GRAPH_DEFAULT_BASE_URI = "https://graph.microsoft.com"
+
+
+class Server(models.Model):
+    class Type(models.TextChoices):
+        EWS = "ews", "Exchange Web Services"
+        GRAPH = "graph", "Microsoft Graph"
+        ICS = "ics", "iCalendar file or URL"
+
+    class Scheme(models.TextChoices):
+        NTLM = "ntlm", "NTLM"
+        BASIC = "basic", "Basic"
+        DIGEST = "digest", "Digest"
+        GSSNEGOTIATE = "gssnegotiate", "Negotiate (Kerberos/NTLM)"
+
+    server_id = models.CharField(
+        "id",
+        max_length=100,
+        unique=True,
+        validators=[url_safe_id],
+        help_text='The id calendars refer to (server="url(#id)" in configuration.xml).',
+    )
+    type = models.CharField(max_length=10, choices=Type.choices, default=Type.EWS)
+    base_uri = models.CharField(
+        "base URI",
+        max_length=500,
+        blank=True,
+        help_text="EWS: https://mail.example.com (EWS is at <base URI>/EWS/Exchange.asmx). "
+        "Graph: https://graph.microsoft.com. ICS: a URL or folder that resources are relative to.",
+    )
+    autodiscover = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="EWS only, instead of a base URI: a mailbox (someone@example.com) or an "
+        "autodiscover URL; the EWS endpoint found is remembered until it fails.",
+    )
+    label = models.CharField(max_length=200, blank=True)
+    http_scheme = models.CharField(
+        "HTTP authentication",
+        max_length=20,
+        choices=Scheme.choices,
+        default=Scheme.NTLM,
+        help_text="On-premises EWS with a service account only.",
+    )
+    service_account = models.ForeignKey(
+        ServiceAccount,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="servers",
+        help_text="HTTP authentication (on-premises EWS; optional for ICS URLs).",
+    )
+    app_registration = models.ForeignKey(
+        AppRegistration,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="servers",
+        help_text="OAuth2 (Exchange Online through EWS or Graph).",
+    )
+    # What connecting taught us; kept so that a new process asks nothing twice.
+    ews_version = models.CharField(max_length=50, blank=True, editable=False)
+    ews_endpoint = models.CharField(max_length=500, blank=True, editable=False)
+    ews_endpoint_discovered = models.DateTimeField(null=True, blank=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["server_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(type__in=["ews", "graph", "ics"]), name="server_type_known"
+            ),
+            models.CheckConstraint(
+                condition=~(
+                    models.Q(service_account__isnull=False)
+                    & models.Q(app_registration__isnull=False)
+                ),
+                name="server_one_credential",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.label or self.server_id
+
+    @property
+    def auth_type(self) -> str:
+        """The configuration.xml authentication type of this server."""
+        if self.app_registration_id:
+            if (
+                self.app_registration
+                and self.app_registration.flow == AppRegistration.Flow.DELEGATED
+            ):
+                return "oauth2-delegated"
+            return "oauth2-client-credentials"
+        if self.service_account_id:
+            return "http-authentication"
+        return "none"
+
+    @property
+    def points_at_exchange_online_ews(self) -> bool:
+        """EWS aimed at Exchange Online, which is being switched off (SPEC)."""
+        if self.type != self.Type.EWS:
+            return False
+        host = (urlsplit(self.base_uri).hostname or "").lower()
+        return host in EXCHANGE_ONLINE_EWS_HOSTS
+
+    def ews_url(self) -> str:
+        """The EWS endpoint: discovered, or <base URI>/EWS/Exchange.asmx."""
+        if self.ews_endpoint:
+            return self.ews_endpoint
+        base = self.base_uri.rstrip("/")
+        if base.lower().endswith("/ews/exchange.asmx"):
+            return base
+        return f"{base}/EWS/Exchange.asmx"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.base_uri and self.type != self.Type.ICS:
+            parts = urlsplit(self.base_uri)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                errors["base_uri"] = "Give a URL such as https://mail.example.com."
+        if self.type == self.Type.EWS:
+            if not self.base_uri and not self.autodiscover:
+                errors["base_uri"] = "Give a base URI, or a mailbox or URL for autodiscover."
+            if not self.service_account_id and not self.app_registration_id:
+                errors["service_account"] = (
+                    "EWS needs a service account (on premises) or an app registration "
+                    "(Exchange Online)."
+                )
+        elif self.type == self.Type.GRAPH:
+            if self.service_account_id:
+                errors["service_account"] = (
+                    "Microsoft Graph does not take HTTP credentials; choose an app registration."
+                )
+            if not self.app_registration_id:
+                errors["app_registration"] = "Microsoft Graph needs an app registration."
+            if self.autodiscover:
+                errors["autodiscover"] = "Autodiscover is for EWS only."
+        elif self.type == self.Type.ICS:
+            if self.app_registration_id:
+                errors["app_registration"] = "An iCalendar source does not use OAuth."
+            if self.autodiscover:
+                errors["autodiscover"] = "Autodiscover is for EWS only."
+        if self.service_account_id and self.app_registration_id:
+            errors["app_registration"] = (
+                "Choose a service account or an app registration, not both."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.type == self.Type.GRAPH and not self.base_uri:
+            self.base_uri = GRAPH_DEFAULT_BASE_URI
+        super().save(*args, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,78 @@
+"""State kept by refreshes: snapshots, refresh outcomes, what connections learned."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from connector.models.calendars import Calendar
+from connector.models.servers import Server
+
+
+class Snapshot(models.Model):
+    """The last good iCalendar of a calendar; replaced atomically by each refresh."""
+
+    calendar = models.OneToOneField(Calendar, on_delete=models.CASCADE, related_name="snapshot")
+    ics = models.TextField()
+    etag = models.CharField(max_length=100)
+    generated = models.DateTimeField(help_text="When the data was fetched from the source.")
+    changed = models.DateTimeField(help_text="When the content last changed (Last-Modified).")
+    event_count = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"snapshot of {self.calendar_id}"
+
+
+class RefreshStatus(models.Model):
+    """The outcome of the last refresh of a calendar, beside its last good snapshot."""
+
+    calendar = models.OneToOneField(
+        Calendar, on_delete=models.CASCADE, related_name="refresh_status"
+    )
+    last_attempt = models.DateTimeField(null=True, blank=True)
+    last_success = models.DateTimeField(null=True, blank=True)
+    last_duration = models.FloatField(null=True, blank=True, help_text="seconds")
+    last_error = models.TextField(blank=True)
+    last_error_hint = models.TextField(blank=True)
+    last_error_code = models.CharField(max_length=100, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.IntegerField(default=0)
+    next_refresh = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "refresh statuses"
+
+    def __str__(self) -> str:
+        return f"refresh status of {self.calendar_id}"
+
+
+class MailboxState(models.Model):
+    """What EWS taught us about one mailbox of one server (its calendar folder id)."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="mailbox_states")
+    mailbox = models.CharField(
+        max_length=500, help_text="SMTP address; empty for the account's own"
+    )
+    folder_id = models.TextField(blank=True)
+    change_key = models.TextField(blank=True)
+    etag = models.CharField(max_length=200, blank=True, help_text="ICS sources: ETag of the origin")
+    last_modified = models.CharField(max_length=100, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["server", "mailbox"], name="mailbox_state_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server_id}:{self.mailbox}"
+
+
+class WorkerHeartbeat(models.Model):
+    """Written by each background worker so that pages can tell it is alive."""
+
+    name = models.CharField(max_length=200, unique=True)
+    seen = models.DateTimeField()
+    pid = models.IntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,270 @@
+"""Settings of ews-calendar.
+
+Every environment variable is read here, once, with its default beside it
+(README: "Settings"). A bad value stops start-up with ImproperlyConfigured
+naming the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Callable
+from email.utils import parseaddr
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import environ
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+_env_file = Path(os.environ.get("ENV_FILE", BASE_DIR / ".env"))
+if _env_file.is_file():
+    environ.Env.read_env(_env_file)
+
+
+def _read(name: str, cast: type, default: object) -> object:
+    """Read one variable through django-environ; a bad value names the variable."""
+    try:
+        return env(name, cast=cast, default=default)  # type: ignore[call-overload]
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from exc
+
+
+def _positive_int(name: str, default: int) -> int:
+    value = _read(name, int, default)
+    assert isinstance(value, int)
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name} must be a positive integer, not {value}")
+    return value
+
+
+def _kept_in_data_dir(filename: str, make: Callable[[], str]) -> str:
+    """A value generated on first run and kept in DATA_DIR (mode 0600)."""
+    path = DATA_DIR / filename
+    if path.is_file():
+        return path.read_text().strip()
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def parse_fernet_keys(raw: str, name: str = "FIELD_ENCRYPTION_KEY") -> list[str]:
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    if not keys:
+        raise ImproperlyConfigured(f"{name} is empty")
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError) as exc:
+            raise ImproperlyConfigured(
+                f"{name}: key {position} is not a Fernet key (44 URL-safe base64 "
+                "characters, as Fernet.generate_key() makes)"
+            ) from exc
+    return keys
+
+
+def parse_networks(raw: list[str], name: str = "ICAL_ALLOWED_NETWORKS") -> list[str]:
+    networks = []
+    for item in raw:
+        try:
+            networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not a network ({exc})") from exc
+    return networks
+
+
+def parse_admins(raw: list[str], name: str = "ADMINS") -> list[tuple[str, str]]:
+    admins = []
+    for item in raw:
+        display, address = parseaddr(item.strip())
+        if "@" not in address:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an e-mail address")
+        admins.append((display or address, address))
+    return admins
+
+
+# --- where things live --------------------------------------------------------
+
+DATA_DIR = Path(str(_read("DATA_DIR", str, str(BASE_DIR / "data")))).resolve()
+try:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+except OSError as exc:
+    raise ImproperlyConfigured(f"DATA_DIR: cannot create {DATA_DIR}: {exc}") from exc
+
+DEBUG = bool(_read("DEBUG", bool, False))
+
+SECRET_KEY = str(
+    _read("SECRET_KEY", str, "")
+    or _kept_in_data_dir("secret_key", lambda: secrets.token_urlsafe(50))
+)
+
+FIELD_ENCRYPTION_KEYS = parse_fernet_keys(
+    str(
+        _read("FIELD_ENCRYPTION_KEY", str, "")
+        or _kept_in_data_dir("field_encryption_key", lambda: Fernet.generate_key().decode())
+    )
+)
+
+ALLOWED_HOSTS = list(_read("ALLOWED_HOSTS", list, ["localhost", "127.0.0.1"]))  # type: ignore[call-overload]
+
+TIME_ZONE = str(_read("TIME_ZONE", str, "UTC"))
+try:
+    ZoneInfo(TIME_ZONE)
+except (ZoneInfoNotFoundError, ValueError) as exc:
+    raise ImproperlyConfigured(f"TIME_ZONE: unknown time zone {TIME_ZONE!r}") from exc
+USE_TZ = True
+
+ICAL_ALLOWED_NETWORKS = parse_networks(
+    list(
+        _read(  # type: ignore[call-overload]
+            "ICAL_ALLOWED_NETWORKS",
+            list,
+            ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+        )
+    )
+)
+
+ADMINS = parse_admins(list(_read("ADMINS", list, [])))  # type: ignore[call-overload]
+MANAGERS = ADMINS
+
+# --- database and queue -------------------------------------------------------
+
+try:
+    DATABASES = {
+        "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
+    }
+except (ValueError, KeyError, ImproperlyConfigured) as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL: {exc}") from exc
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web and worker share the file: wait for locks rather than fail, use WAL.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    )
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = str(_read("REDIS_URL", str, ""))
+
+# Tuning (README: "Tuning"); the defaults suit a few dozen rooms.
+REFRESH_TIMEOUT = _positive_int("REFRESH_TIMEOUT", 60)  # seconds a background refresh may take
+FEED_REFRESH_TIMEOUT = _positive_int("FEED_REFRESH_TIMEOUT", 10)  # seconds a feed request waits
+EXCHANGE_REQUEST_TIMEOUT = _positive_int("EXCHANGE_REQUEST_TIMEOUT", 20)  # one HTTP call
+GRAPH_MAX_CONCURRENCY = _positive_int("GRAPH_MAX_CONCURRENCY", 4)  # per app registration
+EWS_MAX_CONCURRENCY = _positive_int("EWS_MAX_CONCURRENCY", 8)  # per account
+Q_WORKERS = _positive_int("Q_WORKERS", 4)
+SECRET_EXPIRY_WARNING_DAYS = _positive_int("SECRET_EXPIRY_WARNING_DAYS", 30)
+CONFIG_MAX_BYTES = _positive_int("CONFIG_MAX_BYTES", 1024 * 1024)
+
+Q_CLUSTER: dict[str, object] = {
+    "name": "ews-calendar",
+    "workers": Q_WORKERS,
+    "timeout": REFRESH_TIMEOUT + 30,
+    "retry": REFRESH_TIMEOUT + 90,
+    "max_attempts": 1,
+    "catch_up": False,
+    "ack_failures": True,
+    "save_limit": 250,
+    "label": "Background tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["poll"] = 1
+
+# --- e-mail (secret-expiry and re-authentication mail to ADMINS) --------------
+
+try:
+    vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
+except (ValueError, KeyError) as exc:
+    raise ImproperlyConfigured(f"EMAIL_URL: {exc}") from exc
+SERVER_EMAIL = DEFAULT_FROM_EMAIL = str(_read("DEFAULT_FROM_EMAIL", str, "ews-calendar@localhost"))
+
+# --- Django --------------------------------------------------------------------
+
+INSTALLED_APPS = [
+    "accounts",
+    "connector",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_q",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "connector.urls"
+WSGI_APPLICATION = "connector.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "admin:login"
+DATA_UPLOAD_MAX_MEMORY_SIZE = CONFIG_MAX_BYTES + 64 * 1024
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        # exchangelib logs request bodies at DEBUG; never let them through.
+        "exchangelib": {"level": "WARNING"},
+        "msal": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}

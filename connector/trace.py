@@ -1,0 +1,65 @@
+"""A record of what one run of the pipeline did, step by step, with timings.
+
+The refresh task runs the pipeline without looking at the trace; the test
+console, ``manage.py test_calendar`` and ``2ical.php?debug=yes`` show it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Step:
+    name: str  # token | connect | fetch | filter | alarms | ics | snapshot
+    title: str
+    ok: bool = True
+    duration: float = 0.0  # seconds
+    details: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    hint: str = ""
+
+    def note(self, text: str) -> None:
+        self.details.append(text)
+
+
+@dataclass
+class Trace:
+    steps: list[Step] = field(default_factory=list)
+
+    @contextmanager
+    def step(self, name: str, title: str) -> Iterator[Step]:
+        """Time a step; an exception marks it failed (with its hint) and goes on up."""
+        current = Step(name=name, title=title)
+        self.steps.append(current)
+        started = time.perf_counter()
+        try:
+            yield current
+        except Exception as exc:
+            current.ok = False
+            current.error = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
+            current.hint = getattr(exc, "hint", "")
+            raise
+        finally:
+            current.duration = time.perf_counter() - started
+
+    @property
+    def ok(self) -> bool:
+        return all(step.ok for step in self.steps)
+
+    @property
+    def failed_step(self) -> Step | None:
+        return next((step for step in self.steps if not step.ok), None)
+
+
+class NullTrace(Trace):
+    """A trace that keeps nothing, for the background refresh."""
+
+    @contextmanager
+    def step(self, name: str, title: str) -> Iterator[Step]:
+        yield Step(name=name, title=title)

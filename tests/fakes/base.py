@@ -1,0 +1,232 @@
+"""An HTTP/1.1 server on 127.0.0.1 for fakes: TLS, keep-alive, request log, faults.
+
+NTLM authenticates a connection, not a request, so the server keeps
+connections open (HTTP/1.1, Content-Length on every response) and gives each
+request the id of the connection it came on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import trustme
+
+
+class FakeCA:
+    """A throwaway certificate authority, made once per process."""
+
+    _instance: FakeCA | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.ca = trustme.CA()
+        self.cert = self.ca.issue_cert("127.0.0.1", "localhost", "::1")
+        self.dir = tempfile.mkdtemp(prefix="fake-ca-")
+        self.bundle = os.path.join(self.dir, "ca.pem")
+        self.ca.cert_pem.write_to_path(self.bundle)
+
+    @classmethod
+    def get(cls) -> FakeCA:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = FakeCA()
+            return cls._instance
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.cert.configure_cert(context)
+        return context
+
+    def trust(self) -> None:
+        """Make requests (and so exchangelib and msal) trust this CA in this process."""
+        os.environ["REQUESTS_CA_BUNDLE"] = self.bundle
+        os.environ["SSL_CERT_FILE"] = self.bundle
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # without the query string
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # header names lower-cased
+    body: bytes
+    connection_id: int
+    received: float = field(default_factory=time.monotonic)
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name.lower(), default)
+
+    def arg(self, name: str, default: str = "") -> str:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes | str = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "text/plain; charset=utf-8"
+
+    def encoded(self) -> bytes:
+        return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
+
+
+Handler = Callable[[Request], Response]
+
+
+class Faults:
+    """What a test asks the fake to do wrong. All fields may change between requests."""
+
+    def __init__(self) -> None:
+        self.latency = 0.0  # seconds added before every answer
+        self.down = False  # close connections without an answer
+        self._status_queue: list[int] = []
+        self._lock = threading.Lock()
+
+    def fail_next(self, count: int = 1, status: int = 500) -> None:
+        with self._lock:
+            self._status_queue.extend([status] * count)
+
+    def take_status(self) -> int | None:
+        with self._lock:
+            return self._status_queue.pop(0) if self._status_queue else None
+
+    def reset(self) -> None:
+        self.latency = 0.0
+        self.down = False
+        with self._lock:
+            self._status_queue.clear()
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection_id = next(self.server.connection_ids)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass  # quiet: tests read the request log instead
+
+    def _serve(self) -> None:
+        fake = self.server.fake
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parts = urlsplit(self.path)
+        request = Request(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={key.lower(): value for key, value in self.headers.items()},
+            body=body,
+            connection_id=self.connection_id,
+        )
+        if fake.faults.down:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        fake.record(request)
+        if fake.faults.latency:
+            time.sleep(fake.faults.latency)
+        status = fake.faults.take_status()
+        if status is not None:
+            response = Response(status=status, body=f"injected {status}")
+        else:
+            try:
+                response = fake.handle(request)
+            except Exception as exc:  # a bug in the fake: answer 500 and say so
+                response = Response(status=500, body=f"fake server error: {exc!r}")
+        payload = response.encoded()
+        self.send_response(response.status)
+        headers = {"Content-Type": response.content_type, **response.headers}
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    fake: FakeHTTPServer
+    connection_ids: itertools.count
+
+
+class FakeHTTPServer:
+    """Base of the fakes: subclasses implement handle(request) -> Response."""
+
+    def __init__(self, *, tls: bool = True) -> None:
+        self.tls = tls
+        self.faults = Faults()
+        self.requests: list[Request] = []
+        self._log_lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+    def start(self) -> FakeHTTPServer:
+        server = _Server(("127.0.0.1", 0), _RequestHandler)
+        server.fake = self
+        server.connection_ids = itertools.count(1)
+        if self.tls:
+            ca = FakeCA.get()
+            ca.trust()
+            server.socket = ca.server_context().wrap_socket(server.socket, server_side=True)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeHTTPServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() the fake first"
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    # -- request log ----------------------------------------------------------------
+    def record(self, request: Request) -> None:
+        with self._log_lock:
+            self.requests.append(request)
+
+    def count(self, predicate: Callable[[Request], bool] | None = None) -> int:
+        with self._log_lock:
+            return sum(1 for request in self.requests if predicate is None or predicate(request))
+
+    def clear_log(self) -> None:
+        with self._log_lock:
+            self.requests.clear()
+
+    def handle(self, request: Request) -> Response:
+        raise NotImplementedError

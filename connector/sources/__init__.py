@@ -1,5 +1,42 @@
 """Sources of calendar data: EWS, Microsoft Graph and iCalendar files.
 
 Each source has one public method, ``fetch(resource, window) -> list[EventRecord]``,
-and raises only ``SourceError``.
+and raises only ``SourceError``; ``upstream_key`` names the credentials it
+reads with, so that a room fetched once feeds every calendar with that key.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from connector.models import Calendar, Server
+    from connector.records import EventRecord, Window
+    from connector.trace import Trace
+
+
+class Source(Protocol):
+    upstream_key: str
+
+    def fetch(
+        self, resource: str, window: Window, *, include_body: bool = False
+    ) -> list[EventRecord]: ...
+
+
+def open_source(
+    server: Server, *, calendar: Calendar | None = None, trace: Trace | None = None
+) -> Source:
+    """The source for a server, with the calendar's own credentials when it has some."""
+    if server.type == "ews":
+        from connector.sources.ews import EwsSource
+
+        return EwsSource(server, calendar=calendar, trace=trace)
+    if server.type == "graph":
+        from connector.sources.graph import GraphSource
+
+        return GraphSource(server, calendar=calendar, trace=trace)
+    if server.type == "ics":
+        from connector.sources.ics import IcsSource
+
+        return IcsSource(server, calendar=calendar, trace=trace)
+    raise ValueError(f"unknown server type {server.type!r}")

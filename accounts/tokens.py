@@ -1,0 +1,359 @@
+"""OAuth2 access tokens for Exchange Online (EWS and Graph), from msal.
+
+One ``msal.ConfidentialClientApplication`` per app registration and process,
+with msal's ``SerializableTokenCache`` persisted encrypted in
+``accounts.models.TokenCache``. A token in the in-process cache is used without
+touching the database; when msal would need a new one, the database copy is
+loaded first, so a token that another process (web or worker) already
+obtained is reused. The result: one token request per app registration and
+scope per token lifetime, whatever the number of refreshes and processes.
+msal renews a token 5 minutes before it expires.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from msal.exceptions import MsalServiceError
+
+from accounts.models import AppRegistration, TokenCache
+from connector import metrics
+from connector.sources.errors import SourceError
+from connector.sources.neterrors import network_error
+from connector.trace import NullTrace, Trace
+
+log = logging.getLogger(__name__)
+
+# Identity platform hosts msal knows; any other host (a local fake, a proxy)
+# must not be checked against login.microsoftonline.com's instance discovery.
+MICROSOFT_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoft.com",
+        "login.windows.net",
+        "sts.windows.net",
+        "login.microsoftonline.us",
+        "login.usgovcloudapi.net",
+        "login-us.microsoftonline.com",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+        "login.microsoftonline.de",
+    }
+)
+# msal treats a cached token as expired this many seconds before its expiry.
+MSAL_EXPIRY_MARGIN = 5 * 60
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_at: dt.datetime
+    from_cache: bool
+
+    def __repr__(self) -> str:  # never show the token itself
+        return (
+            f"AccessToken(expires_at={self.expires_at.isoformat()}, from_cache={self.from_cache})"
+        )
+
+
+class _CountingSession(requests.Session):
+    """msal's HTTP client: counts token requests really sent, bounds every call in time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token_posts = 0
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("timeout", settings.EXCHANGE_REQUEST_TIMEOUT)
+        if str(method).upper() == "POST":
+            self.token_posts += 1
+        return super().request(method, url, *args, **kwargs)
+
+
+class _Client:
+    """An msal application with its token cache, as one process holds it."""
+
+    def __init__(self, app: AppRegistration) -> None:
+        self.session = _CountingSession()
+        self.cache = msal.SerializableTokenCache()
+        self.loaded_stamp: dt.datetime | None = None  # TokenCache.updated last loaded or saved
+        self.lock = threading.Lock()
+        host = (urlsplit(app.authority).hostname or "").lower()
+        self.msal = msal.ConfidentialClientApplication(
+            app.client_id,
+            client_credential=app.client_secret,
+            authority=app.authority_url,
+            token_cache=self.cache,
+            http_client=self.session,
+            # Only Microsoft's hosts are known to instance discovery; asking it
+            # about any other host fails (and reaches out to the internet).
+            instance_discovery=None if host in MICROSOFT_AUTHORITY_HOSTS else False,
+        )
+
+
+_clients: dict[tuple[int, dt.datetime | None], _Client] = {}
+_clients_lock = threading.Lock()
+
+
+def clear_clients() -> None:
+    """Forget the in-process msal applications (as a new process would start)."""
+    with _clients_lock:
+        for client in _clients.values():
+            client.session.close()
+        _clients.clear()
+
+
+def _client_for(app: AppRegistration) -> _Client:
+    key = (app.pk, app.updated)
+    with _clients_lock:
+        client = _clients.get(key)
+    if client is not None:
+        return client
+    # Built outside the lock: msal fetches the tenant's openid-configuration here.
+    client = _Client(app)
+    with _clients_lock:
+        # A changed registration (new secret, tenant...) gets a new application.
+        for old_key in [k for k in _clients if k[0] == app.pk and k != key]:
+            _clients.pop(old_key).session.close()
+        return _clients.setdefault(key, client)
+
+
+def _cached_token(client: _Client, scopes: list[str]) -> dict[str, Any] | None:
+    """A token in the in-process cache that msal would still serve, if any."""
+    now = time.time()
+    for entry in client.cache.search(
+        msal.TokenCache.CredentialType.ACCESS_TOKEN,
+        target=scopes,
+        query={"client_id": client.msal.client_id, "realm": client.msal.authority.tenant},
+    ):
+        expires_on = int(entry["expires_on"])
+        refresh_on = int(entry.get("refresh_on", expires_on))
+        if expires_on - now >= MSAL_EXPIRY_MARGIN and refresh_on > now:
+            return {"access_token": entry["secret"], "expires_in": expires_on - now}
+    return None
+
+
+def _load_shared_cache(client: _Client, app: AppRegistration) -> None:
+    row = TokenCache.objects.filter(app_registration_id=app.pk).first()
+    if row is not None and row.updated != client.loaded_stamp and row.data:
+        client.cache.deserialize(row.data)
+        client.loaded_stamp = row.updated
+
+
+def _save_shared_cache(client: _Client, app: AppRegistration) -> None:
+    if not client.cache.has_state_changed:
+        return
+    with transaction.atomic():
+        row, _ = TokenCache.objects.update_or_create(
+            app_registration_id=app.pk, defaults={"data": client.cache.serialize()}
+        )
+    client.loaded_stamp = row.updated
+    client.cache.has_state_changed = False
+
+
+def acquire_token(app: AppRegistration, scope: str, *, trace: Trace | None = None) -> AccessToken:
+    """An access token of ``app`` for ``scope`` (e.g. ``https://graph.microsoft.com/.default``)."""
+    trace = trace or NullTrace()
+    with trace.step("token", f"Token from {app.authority_url} for {scope}") as step:
+        if app.flow == AppRegistration.Flow.DELEGATED:
+            raise SourceError(
+                f"App registration {app.name} uses the delegated flow, which needs a sign-in.",
+                code="reauth-needed",
+                hint="Use an app-only (client credentials) app registration.",
+                step="token",
+            )
+        token = _acquire_client_credentials(app, scope)
+        step.note(
+            f"{'cached' if token.from_cache else 'new'} token, valid until "
+            f"{token.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        step.data["from_cache"] = token.from_cache
+        step.data["expires_at"] = token.expires_at.isoformat()
+        return token
+
+
+def _acquire_client_credentials(app: AppRegistration, scope: str) -> AccessToken:
+    scopes = [scope]
+    try:
+        client = _client_for(app)
+    except ValueError as exc:
+        raise _authority_error(app, exc) from None
+    except (requests.RequestException, MsalServiceError) as exc:
+        raise _network_error(app, exc) from None
+    with client.lock:
+        cached = _cached_token(client, scopes)
+        if cached is not None:
+            return _access_token(cached, from_cache=True)
+        _load_shared_cache(client, app)
+        sent_before = client.session.token_posts
+        try:
+            result = client.msal.acquire_token_for_client(scopes=scopes)
+        except ValueError as exc:
+            raise _authority_error(app, exc) from None
+        except (requests.RequestException, MsalServiceError) as exc:
+            raise _network_error(app, exc) from None
+        finally:
+            sent = client.session.token_posts - sent_before
+            if sent:
+                metrics.TOKEN_REQUESTS.labels(app_registration=app.name).inc(sent)
+        if "access_token" not in result:
+            raise _token_error(app, result)
+        _save_shared_cache(client, app)
+    if sent and app.secret_expired_at is not None:
+        # The secret works again (it was replaced): the expiry warning is over.
+        AppRegistration.objects.filter(pk=app.pk).update(secret_expired_at=None)
+        app.secret_expired_at = None
+    log.info(
+        "token for app registration %s: %s", app.name, "new" if sent else "cached (shared cache)"
+    )
+    return _access_token(result, from_cache=not sent)
+
+
+def _access_token(result: dict[str, Any], *, from_cache: bool) -> AccessToken:
+    expires_at = dt.datetime.fromtimestamp(time.time() + int(result["expires_in"]), tz=dt.UTC)
+    return AccessToken(result["access_token"], expires_at.replace(microsecond=0), from_cache)
+
+
+# -- errors ------------------------------------------------------------------------------
+
+_AADSTS = re.compile(r"AADSTS(\d+)")
+
+
+def _first_sentence_block(description: str) -> str:
+    """The error description without Entra's trace/correlation/timestamp tail."""
+    for marker in ("\r\nTrace ID:", "\nTrace ID:", " Trace ID:"):
+        if marker in description:
+            description = description.split(marker, 1)[0]
+    return description.strip()
+
+
+def _hint(code: int, app: AppRegistration) -> tuple[str, str, bool]:
+    """Message, hint and whether retrying can help, for an AADSTS code."""
+    if code == 7000215:
+        return (
+            "The identity platform refused the client secret (AADSTS7000215: invalid client "
+            "secret).",
+            "Enter the client secret's VALUE, not its secret ID: in Entra ID → App "
+            f"registrations → {app.client_id} → Certificates & secrets, the value is shown "
+            "only once, right after the secret is created; if it is lost, create a new secret.",
+            False,
+        )
+    if code == 7000222:
+        return (
+            "The client secret of this app registration has expired (AADSTS7000222).",
+            "Create a new client secret in Entra ID → App registrations → "
+            f"{app.client_id} → Certificates & secrets → New client secret, then enter its "
+            "value and its expiry date in this app registration.",
+            False,
+        )
+    if code == 700016:
+        return (
+            f"The application {app.client_id} is not known in tenant {app.tenant} (AADSTS700016).",
+            "Check the application (client) id and the tenant: the app must be registered in "
+            "this tenant, or a multi-tenant app must have received admin consent there "
+            "(Entra ID → Enterprise applications).",
+            False,
+        )
+    if code == 90002:
+        return (
+            f"The tenant {app.tenant} does not exist at {app.authority} (AADSTS90002).",
+            "Check the tenant: its directory (tenant) id, a GUID, or its domain such as "
+            "contoso.onmicrosoft.com; for a national cloud, also the authority host "
+            "(e.g. https://login.microsoftonline.us).",
+            False,
+        )
+    if code == 500011:
+        return (
+            "The identity platform does not know the resource asked for (AADSTS500011).",
+            "Check the server's base URI (https://graph.microsoft.com or "
+            "https://outlook.office365.com, or the national-cloud equivalent) and that "
+            "the tenant has Exchange Online.",
+            False,
+        )
+    return ("", "", False)
+
+
+def _token_error(app: AppRegistration, result: dict[str, Any]) -> SourceError:
+    description = str(result.get("error_description") or "")
+    codes = result.get("error_codes") or []
+    match = _AADSTS.search(description)
+    code = int(codes[0]) if codes else int(match.group(1)) if match else 0
+    message, hint, retryable = _hint(code, app)
+    if code == 7000222:
+        _mark_expired(app)
+    if not message:
+        error = str(result.get("error") or "error")
+        message = (
+            f"The identity platform refused a token ({error}): "
+            f"{_first_sentence_block(description) or 'no description'}"
+        )
+        hint = (
+            "Check the app registration (tenant, client id, secret and its API permissions "
+            "with admin consent) in Entra ID."
+        )
+        retryable = error in ("temporarily_unavailable", "server_error")
+    log.warning("token request for app registration %s failed: AADSTS%s", app.name, code)
+    return SourceError(
+        message,
+        code=f"AADSTS{code}" if code else str(result.get("error") or "token"),
+        hint=hint,
+        retryable=retryable,
+        step="token",
+    )
+
+
+def _authority_error(app: AppRegistration, exc: ValueError) -> SourceError:
+    """msal raises ValueError while building the authority (unknown tenant, bad URL).
+
+    msal re-raises the discovery failure (which holds Entra's AADSTS body) as a
+    generic ValueError, so the code is looked for along the exception chain.
+    """
+    texts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(texts) < 5:
+        texts.append(str(current))
+        current = current.__cause__ or current.__context__
+    match = _AADSTS.search(" ".join(texts))
+    if match:
+        message, hint, retryable = _hint(int(match.group(1)), app)
+        if message:
+            return SourceError(message, code=f"AADSTS{match.group(1)}", hint=hint, step="token")
+    return SourceError(
+        f"The identity platform at {app.authority} could not be used for tenant {app.tenant}.",
+        code="authority",
+        hint="Check the authority (https://login.microsoftonline.com, or a national cloud's "
+        "host) and the tenant id or domain of the app registration.",
+        step="token",
+    )
+
+
+def _network_error(app: AppRegistration, exc: Exception) -> SourceError:
+    """Network failures, and answers without a token body (5xx pages, proxies)."""
+    error = network_error(exc, app.authority, step="token")
+    if error is not None:
+        return error
+    return SourceError(
+        f"The identity platform at {app.authority} answered with an error.",
+        code="token-http",
+        hint="The identity platform is unavailable; this is usually brief. Try again later.",
+        retryable=True,
+        step="token",
+    )
+
+
+def _mark_expired(app: AppRegistration) -> None:
+    now = timezone.now()
+    AppRegistration.objects.filter(pk=app.pk).update(secret_expired_at=now)
+    app.secret_expired_at = now

@@ -35,6 +35,18 @@ def _read(name: str, cast: type, default: object) -> object:
         raise ImproperlyConfigured(f"{name}: {exc}") from exc
 
 
+def _strict_bool(name: str, default: bool) -> bool:
+    """django-environ reads any unknown word as False; a typo must not pass silently."""
+    raw = str(_read(name, str, "")).strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on", "y", "t"):
+        return True
+    if raw in ("0", "false", "no", "off", "n", "f"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
+
+
 def _positive_int(name: str, default: int) -> int:
     value = _read(name, int, default)
     assert isinstance(value, int)
@@ -98,7 +110,7 @@ try:
 except OSError as exc:
     raise ImproperlyConfigured(f"DATA_DIR: cannot create {DATA_DIR}: {exc}") from exc
 
-DEBUG = bool(_read("DEBUG", bool, False))
+DEBUG = _strict_bool("DEBUG", False)
 
 SECRET_KEY = str(
     _read("SECRET_KEY", str, "")
@@ -136,6 +148,12 @@ MANAGERS = ADMINS
 
 # --- database and queue -------------------------------------------------------
 
+_database_scheme, _separator, _ = str(_read("DATABASE_URL", str, "sqlite://")).partition("://")
+if not _separator or _database_scheme not in environ.Env.DB_SCHEMES:
+    raise ImproperlyConfigured(
+        "DATABASE_URL: expected a database URL with a known scheme, for example "
+        "sqlite:////path/db.sqlite3 or postgres://user:password@host/name"
+    )
 try:
     DATABASES = {
         "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")

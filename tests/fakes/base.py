@@ -190,7 +190,10 @@ class FakeHTTPServer:
             ca.trust()
             server.socket = ca.server_context().wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        # A short poll interval: stop() waits for the loop, 0.5 s by default per fake.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 

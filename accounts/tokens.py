@@ -184,6 +184,29 @@ def acquire_token(app: AppRegistration, scope: str, *, trace: Trace | None = Non
         return token
 
 
+def discard_token(app: AppRegistration, token: str) -> None:
+    """Forget a token a resource refused (401), here and in the shared cache.
+
+    The next ``acquire_token`` then asks the identity platform for a new one,
+    and no other process keeps using the refused token.
+    """
+    try:
+        client = _client_for(app)
+    except (ValueError, requests.RequestException, MsalServiceError):
+        return  # no client, no cached token to forget
+    with client.lock:
+        _load_shared_cache(client, app)
+        for entry in list(
+            client.cache.search(
+                msal.TokenCache.CredentialType.ACCESS_TOKEN,
+                query={"client_id": client.msal.client_id},
+            )
+        ):
+            if entry.get("secret") == token:
+                client.cache.remove_at(entry)
+        _save_shared_cache(client, app)
+
+
 def _acquire_client_credentials(app: AppRegistration, scope: str) -> AccessToken:
     scopes = [scope]
     try:

@@ -175,3 +175,19 @@ def test_trace_notes_new_then_cached_without_the_token(
     assert token.token not in text
     assert GRAPH_SECRET not in text
     assert token.token not in repr(token)
+
+
+def test_discarded_token_is_replaced_in_every_process(
+    app_registration: AppRegistration, fake_identity: FakeIdentityPlatform
+) -> None:
+    from accounts.tokens import discard_token
+
+    refused = acquire_token(app_registration, SCOPE)
+    discard_token(app_registration, refused.token)
+
+    clear_clients()  # another process must not pick the refused token from the database
+    fresh = acquire_token(app_registration, SCOPE)
+    assert fresh.token != refused.token
+    assert fresh.from_cache is False
+    assert acquire_token(app_registration, SCOPE).token == fresh.token
+    assert fake_identity.token_requests() == 2

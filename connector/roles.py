@@ -1,10 +1,22 @@
-"""Roles: administrators (superusers) and the "Signage staff" group."""
+"""Roles: administrators (superusers) and the "Signage staff" group.
+
+Administrators edit everything. Signage staff look at calendars and servers,
+open the status page and the test console, and trigger refreshes; credentials
+(service accounts, app registrations) stay invisible to them: the group holds
+no permission of the ``accounts`` app, so the admin answers 403 there.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.apps import AppConfig, apps
 from django.contrib.auth.models import Group, Permission
 
 SIGNAGE_STAFF = "Signage staff"
+
+# The custom permission (Calendar.Meta.permissions) behind every operator's tool.
+OPERATE_PERMISSION = "connector.refresh_calendar"
 
 # What signage staff may do: look at calendars and servers, trigger refreshes,
 # open the status page and console. Credentials stay invisible to them.
@@ -14,6 +26,7 @@ _STAFF_PERMISSIONS = [
     ("connector", "view_resource"),
     ("connector", "view_filter"),
     ("connector", "view_alarm"),
+    ("connector", "refresh_calendar"),
 ]
 
 
@@ -27,6 +40,18 @@ def ensure_signage_staff_group() -> Group:
     return group
 
 
+def create_roles(sender: AppConfig, using: str = "default", **kwargs: Any) -> None:
+    """post_migrate: keep the signage staff group and its permissions in place.
+
+    Django creates permissions in its own post_migrate handler, which may run
+    after this one; creating them here first (idempotent) removes the race.
+    """
+    from django.contrib.auth.management import create_permissions
+
+    create_permissions(apps.get_app_config("connector"), verbosity=0, using=using)
+    ensure_signage_staff_group()
+
+
 def is_signage_staff(user: object) -> bool:
     """Administrators and members of the signage staff group."""
     if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
@@ -38,4 +63,27 @@ def is_signage_staff(user: object) -> bool:
         and user.groups.filter(  # type: ignore[attr-defined]
             name=SIGNAGE_STAFF
         ).exists()
+    )
+
+
+def can_operate(user: object) -> bool:
+    """May open the status page and the console, and refresh calendars.
+
+    Superusers, and staff holding the refresh permission (the signage staff
+    group gives it; an administrator may also grant it to one user).
+    """
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return False
+    if getattr(user, "is_superuser", False):
+        return True
+    return bool(getattr(user, "is_staff", False)) and user.has_perm(  # type: ignore[attr-defined]
+        OPERATE_PERMISSION
+    )
+
+
+def can_see_credentials(user: object) -> bool:
+    """Credential pages (names, usernames, tenants) are for those who may view them."""
+    return bool(getattr(user, "is_active", False)) and (
+        user.has_perm("accounts.view_appregistration")  # type: ignore[attr-defined]
+        or user.has_perm("accounts.view_serviceaccount")  # type: ignore[attr-defined]
     )

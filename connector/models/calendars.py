@@ -79,6 +79,12 @@ class Calendar(models.Model):
 
     class Meta:
         ordering = ["calendar_id"]
+        permissions = [
+            (
+                "refresh_calendar",
+                "Can refresh calendars, open the test console and the status page",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(request_window__gte=1), name="calendar_request_window_positive"

@@ -5,3 +5,13 @@ class ConnectorConfig(AppConfig):
     name = "connector"
     verbose_name = "Calendars"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        # Signals keeping refreshes in step with calendars; the dispatcher's schedule.
+        from connector import schedules
+
+        post_migrate.connect(
+            schedules.ensure_schedules, sender=self, dispatch_uid="connector.ensure_schedules"
+        )

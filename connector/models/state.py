@@ -37,6 +37,9 @@ class RefreshStatus(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.IntegerField(default=0)
     next_refresh = models.DateTimeField(null=True, blank=True)
+    # Claimed by whoever is refreshing right now, so that concurrent feed requests and
+    # workers wait for that refresh instead of all asking Exchange at once.
+    refreshing_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "refresh statuses"

@@ -1,0 +1,442 @@
+"""Refreshing snapshots: the step that catches SourceError and records the outcome.
+
+One *round* refreshes a set of calendars: every room is fetched once per
+upstream (same credentials) with the widest window any calendar needs, and
+each calendar is rebuilt from that one answer and clipped to its own window.
+A broken room fails only the calendars that show it; a broken calendar never
+stops the others. The background tasks, ``manage.py refresh_calendars`` and
+the feed view (for a stale snapshot) all go through ``refresh_calendars()``.
+
+A calendar being refreshed is *claimed* (``RefreshStatus.refreshing_until``,
+taken with a conditional UPDATE that must change exactly one row), so that
+concurrent feed requests and workers, in any number of processes, do not all
+ask Exchange at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connections
+from django.db.models import F, Q
+from django.utils import timezone
+
+from connector import metrics
+from connector.models import Calendar, RefreshStatus
+from connector.pipeline import build_calendar, calendar_window, fetch_resource, resources_of
+from connector.records import EventRecord, Window
+from connector.snapshots import save_snapshot
+from connector.sources import Source, open_source
+from connector.sources.errors import SourceError
+from connector.trace import NullTrace
+
+log = logging.getLogger(__name__)
+
+# How often a request waiting for another's refresh looks again (seconds).
+WAIT_POLL = 0.1
+# A claim outlives the refresh's own bound by this much, in case its process died.
+CLAIM_MARGIN = dt.timedelta(seconds=30)
+
+
+@dataclass
+class RefreshOutcome:
+    calendar_id: str
+    ok: bool
+    event_count: int = 0
+    duration: float = 0.0  # seconds
+    changed: bool = False
+    skipped: bool = False  # another process was refreshing it already
+    error: str = ""
+    hint: str = ""
+    code: str = ""
+
+    def line(self) -> str:
+        """One line for logs and ``manage.py refresh_calendars``."""
+        if self.skipped:
+            return f"{self.calendar_id}: skipped (already being refreshed)"
+        head = f"{self.calendar_id}: {'ok' if self.ok else 'failed'}"
+        head += f", {self.event_count} events, {self.duration:.2f} s"
+        if self.ok:
+            return head + (", changed" if self.changed else ", unchanged")
+        text = f"{head} — {self.error}"
+        if self.hint:
+            text += f" Hint: {self.hint}"
+        return text
+
+
+@dataclass
+class _Room:
+    """One (upstream, resource) to fetch in a round, for every calendar showing it."""
+
+    source: Source
+    resource: str
+    window: Window
+    include_body: bool
+
+
+def _timeout_error(seconds: float) -> SourceError:
+    return SourceError(
+        f"The refresh took longer than {seconds:g} s and was not waited for.",
+        code="timeout",
+        hint="Exchange is slow or unreachable; check its load and the network, or raise "
+        "REFRESH_TIMEOUT / FEED_REFRESH_TIMEOUT.",
+        retryable=True,
+    )
+
+
+def _internal_error(exc: BaseException) -> SourceError:
+    return SourceError(
+        f"Internal error while refreshing ({exc.__class__.__name__}).",
+        code="internal",
+        hint="This is a bug in ews-calendar; the server log has the details.",
+    )
+
+
+# --- claims ------------------------------------------------------------------------------
+
+
+def _status_pk(calendar: Calendar) -> int:
+    status, _ = RefreshStatus.objects.get_or_create(calendar=calendar)
+    return status.pk
+
+
+def claim(calendar: Calendar, *, now: dt.datetime, seconds: float) -> bool:
+    """Take the calendar for a refresh unless someone holds it; exactly one winner."""
+    until = now + dt.timedelta(seconds=seconds) + CLAIM_MARGIN
+    taken = (
+        RefreshStatus.objects.filter(pk=_status_pk(calendar))
+        .filter(Q(refreshing_until__isnull=True) | Q(refreshing_until__lt=now))
+        .update(refreshing_until=until)
+    )
+    return taken == 1
+
+
+def release(calendar: Calendar) -> None:
+    RefreshStatus.objects.filter(calendar=calendar).update(refreshing_until=None)
+
+
+def is_claimed(calendar: Calendar, now: dt.datetime) -> bool:
+    return RefreshStatus.objects.filter(calendar=calendar, refreshing_until__gte=now).exists()
+
+
+def wait_for_release(calendar: Calendar, timeout: float) -> bool:
+    """Wait (bounded) for another's refresh of this calendar to end; True when it did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_claimed(calendar, timezone.now()):
+            return True
+        time.sleep(WAIT_POLL)
+    return not is_claimed(calendar, timezone.now())
+
+
+# --- recording outcomes -------------------------------------------------------------
+
+
+def record(calendar: Calendar, outcome: RefreshOutcome, *, now: dt.datetime) -> None:
+    """Write the outcome beside the snapshot (one short UPDATE) and count it."""
+    if outcome.skipped:
+        return
+    pk = _status_pk(calendar)
+    finished = now + dt.timedelta(seconds=outcome.duration)
+    fields: dict[str, object] = {"last_attempt": now, "last_duration": outcome.duration}
+    if outcome.ok:
+        fields.update(last_success=finished, consecutive_failures=0)
+    else:
+        fields.update(
+            last_error=outcome.error,
+            last_error_hint=outcome.hint,
+            last_error_code=outcome.code,
+            last_error_at=finished,
+            consecutive_failures=F("consecutive_failures") + 1,
+        )
+    RefreshStatus.objects.filter(pk=pk).update(**fields)
+    metrics.REFRESHES.labels(outcome="ok" if outcome.ok else "failed").inc()
+    metrics.REFRESH_DURATION.observe(outcome.duration)
+
+
+def _failure(calendar: Calendar, error: SourceError, started: float) -> RefreshOutcome:
+    return RefreshOutcome(
+        calendar_id=calendar.calendar_id,
+        ok=False,
+        duration=time.monotonic() - started,
+        error=error.message,
+        hint=error.hint,
+        code=error.code,
+    )
+
+
+# --- a round ------------------------------------------------------------------------------
+
+
+def _widen(window: Window, other: Window) -> Window:
+    return Window(min(window.start, other.start), max(window.end, other.end))
+
+
+def _run_round(
+    calendars: list[Calendar],
+    now: dt.datetime,
+    done: dict[int, RefreshOutcome],
+    *,
+    claim_seconds: float,
+) -> None:
+    """Refresh the calendars, putting each outcome in ``done`` (by pk) as soon as known."""
+    started = time.monotonic()
+    rooms: dict[tuple[str, str], _Room] = {}
+    plans: dict[int, list[tuple[str, tuple[str, str]]]] = {}
+    claimed: list[Calendar] = []
+    try:
+        for calendar in calendars:
+            if not claim(calendar, now=now, seconds=claim_seconds):
+                done[calendar.pk] = RefreshOutcome(calendar.calendar_id, ok=False, skipped=True)
+                continue
+            claimed.append(calendar)
+            try:
+                source = open_source(calendar.server, calendar=calendar, trace=NullTrace())
+            except SourceError as exc:
+                done[calendar.pk] = _failure(calendar, exc, started)
+                continue
+            except Exception as exc:
+                log.exception("could not open the source of calendar %s", calendar.calendar_id)
+                done[calendar.pk] = _failure(calendar, _internal_error(exc), started)
+                continue
+            window = calendar_window(calendar, now)
+            plans[calendar.pk] = []
+            for resource in resources_of(calendar):
+                key = (source.upstream_key, resource.lower())
+                plans[calendar.pk].append((resource, key))
+                if key in rooms:
+                    room = rooms[key]
+                    room.window = _widen(room.window, window)
+                    room.include_body = room.include_body or calendar.include_body
+                else:
+                    rooms[key] = _Room(source, resource, window, calendar.include_body)
+
+        answers: dict[tuple[str, str], list[EventRecord] | SourceError] = {}
+        for key, room in rooms.items():
+            try:
+                answers[key] = fetch_resource(
+                    room.source,
+                    room.resource,
+                    room.window,
+                    include_body=room.include_body,
+                    trace=NullTrace(),
+                )
+            except SourceError as exc:
+                log.warning("reading %s failed: %s", room.resource or "own calendar", exc.message)
+                answers[key] = exc
+            except Exception as exc:
+                log.exception("reading %s failed", room.resource or "own calendar")
+                answers[key] = _internal_error(exc)
+
+        for calendar in claimed:
+            if calendar.pk in done:
+                continue
+            done[calendar.pk] = _rebuild(calendar, plans[calendar.pk], answers, now, started)
+    finally:
+        for calendar in claimed:
+            outcome = done.get(calendar.pk)
+            if outcome is not None:
+                try:
+                    record(calendar, outcome, now=now)
+                except Exception:
+                    log.exception("could not record the refresh of %s", calendar.calendar_id)
+            release(calendar)
+
+
+def _rebuild(
+    calendar: Calendar,
+    plan: list[tuple[str, tuple[str, str]]],
+    answers: dict[tuple[str, str], list[EventRecord] | SourceError],
+    now: dt.datetime,
+    started: float,
+) -> RefreshOutcome:
+    records: dict[str, list[EventRecord]] = {}
+    for resource, key in plan:
+        answer = answers[key]
+        if isinstance(answer, SourceError):
+            return _failure(calendar, answer, started)
+        records[resource] = answer
+    try:
+        result = build_calendar(calendar, records=records, now=now)
+        _, changed = save_snapshot(calendar, result)
+    except SourceError as exc:
+        return _failure(calendar, exc, started)
+    except Exception as exc:
+        log.exception("could not rebuild calendar %s", calendar.calendar_id)
+        return _failure(calendar, _internal_error(exc), started)
+    return RefreshOutcome(
+        calendar_id=calendar.calendar_id,
+        ok=True,
+        event_count=result.event_count,
+        duration=time.monotonic() - started,
+        changed=changed,
+    )
+
+
+def _in_thread(target: Callable[[], None], timeout: float) -> bool:
+    """Run target in a thread and wait at most ``timeout`` seconds; True when it finished.
+
+    The thread is not abandoned half-way: it goes on to finish (each HTTP call has
+    its own EXCHANGE_REQUEST_TIMEOUT) and records what it found, so a slow
+    Exchange still fills the snapshot for the next request.
+    """
+
+    def run() -> None:
+        try:
+            target()
+        except Exception:
+            log.exception("refresh round failed")
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    thread = threading.Thread(target=run, name="refresh", daemon=True)
+    _threads.append(thread)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
+_threads: list[threading.Thread] = []
+
+
+def join_background(timeout: float = 30.0) -> None:
+    """Wait for refreshes still running after their caller stopped waiting (tests, shutdown)."""
+    deadline = time.monotonic() + timeout
+    while _threads:
+        thread = _threads.pop()
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def refresh_calendars(
+    calendars: Iterable[Calendar],
+    *,
+    now: dt.datetime | None = None,
+    timeout: float | None = None,
+) -> list[RefreshOutcome]:
+    """Refresh the calendars in one round; one outcome per calendar, in the order given.
+
+    With ``timeout`` the caller waits at most that long: calendars not done by
+    then are reported (and recorded) as timed out while the round goes on.
+    """
+    calendars = list(calendars)
+    now = now or timezone.now()
+    done: dict[int, RefreshOutcome] = {}
+    bound = timeout if timeout is not None else float(settings.REFRESH_TIMEOUT)
+
+    def round_() -> None:
+        _run_round(calendars, now, done, claim_seconds=bound)
+
+    if timeout is None:
+        round_()
+        return [done[calendar.pk] for calendar in calendars]
+    finished = _in_thread(round_, timeout)
+    outcomes = []
+    for calendar in calendars:
+        outcome = done.get(calendar.pk)  # the round owns ``done``; only read it here
+        if outcome is None:
+            assert not finished
+            outcome = _failure(calendar, _timeout_error(timeout), time.monotonic() - timeout)
+            record(calendar, outcome, now=now)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def refresh_calendar(
+    calendar: Calendar, *, now: dt.datetime | None = None, timeout: float | None = None
+) -> RefreshOutcome:
+    return refresh_calendars([calendar], now=now, timeout=timeout)[0]
+
+
+# --- what is due (the background dispatcher) ------------------------------------------
+
+# Dispatch runs once a minute on django-q2's scheduler; a calendar due a few
+# seconds after a dispatch would otherwise wait a whole extra minute.
+DUE_SLACK = dt.timedelta(seconds=5)
+
+
+def next_slot(previous: dt.datetime | None, period: dt.timedelta, now: dt.datetime) -> dt.datetime:
+    """The next refresh time on the calendar's own grid of periods.
+
+    Anchored to the previous slot (not to when the work ran) so that a late
+    dispatch does not drift the schedule; slots missed while no worker ran are
+    skipped, never caught up in a burst.
+    """
+    if previous is None:
+        return now + period
+    following = previous + period
+    if following <= now:
+        following = previous + ((now - previous) // period + 1) * period
+    return following
+
+
+def _room_keys(calendar: Calendar) -> set[tuple[int, str, str]]:
+    """Stand-in for the sources' upstream key: same server, same credentials, same room."""
+    return {
+        (calendar.server_id, calendar.username.lower(), resource.lower())
+        for resource in resources_of(calendar)
+    }
+
+
+def _take(status: RefreshStatus, new: dt.datetime) -> bool:
+    """Move next_refresh from what we read to ``new``; only one process can win."""
+    return (
+        RefreshStatus.objects.filter(pk=status.pk, next_refresh=status.next_refresh).update(
+            next_refresh=new
+        )
+        == 1
+    )
+
+
+def claim_due(now: dt.datetime | None = None) -> list[Calendar]:
+    """Claim every calendar whose background refresh is due, exactly once across workers.
+
+    Calendars whose rooms are all being fetched anyway are claimed with them:
+    a room is fetched once per the shortest period of the calendars showing it.
+    Live calendars (cachePersistence 0) are refreshed by their feed requests.
+    """
+    now = now or timezone.now()
+    missing = Calendar.objects.filter(refresh_status__isnull=True, cache_persistence__gt=0)
+    RefreshStatus.objects.bulk_create(
+        [RefreshStatus(calendar=calendar) for calendar in missing], ignore_conflicts=True
+    )
+    statuses = list(
+        RefreshStatus.objects.filter(calendar__cache_persistence__gt=0)
+        .select_related("calendar", "calendar__server")
+        .prefetch_related("calendar__resources")
+        .order_by("calendar__calendar_id")
+    )
+    claimed: list[Calendar] = []
+    waiting: list[RefreshStatus] = []
+    for status in statuses:
+        period = dt.timedelta(seconds=status.calendar.cache_persistence)
+        if status.next_refresh is None or status.next_refresh <= now + DUE_SLACK:
+            if _take(status, next_slot(status.next_refresh, period, now)):
+                claimed.append(status.calendar)
+        else:
+            waiting.append(status)
+    fetched = set().union(*(_room_keys(calendar) for calendar in claimed)) if claimed else set()
+    for status in waiting:
+        if _room_keys(status.calendar) <= fetched:
+            period = dt.timedelta(seconds=status.calendar.cache_persistence)
+            if _take(status, now + period):
+                claimed.append(status.calendar)
+    return claimed
+
+
+def group_by_rooms(calendars: list[Calendar]) -> list[list[Calendar]]:
+    """Calendars that share a room, directly or through others, form one group (one round)."""
+    groups: list[tuple[set[tuple[int, str, str]], list[Calendar]]] = []
+    for calendar in calendars:
+        keys = _room_keys(calendar)
+        joined = [group for group in groups if group[0] & keys]
+        merged_keys = set(keys).union(*(group[0] for group in joined))
+        merged = [member for group in joined for member in group[1]] + [calendar]
+        groups = [group for group in groups if all(group is not j for j in joined)]
+        groups.append((merged_keys, merged))
+    return [members for _, members in groups]

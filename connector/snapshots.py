@@ -1,0 +1,75 @@
+"""Snapshots: the last good iCalendar of each calendar, swapped atomically.
+
+A snapshot's ETag is a hash of its content; ``changed`` (the feed's
+Last-Modified) moves only when the content differs, so players revalidating
+with If-None-Match or If-Modified-Since get 304 until something really changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from django.db import IntegrityError, transaction
+
+from connector.models import Calendar, Snapshot
+from connector.pipeline import BuildResult, calendar_window
+
+
+def etag_of(ics: str) -> str:
+    return '"' + hashlib.sha256(ics.encode("utf-8")).hexdigest()[:32] + '"'
+
+
+def save_snapshot(calendar: Calendar, result: BuildResult) -> tuple[Snapshot, bool]:
+    """Store the result as the calendar's snapshot; returns it and whether its content changed.
+
+    A result older than the stored snapshot (two refreshes crossed) is not
+    written: the feed never goes back in time.
+    """
+    etag = etag_of(result.ics)
+    with transaction.atomic():
+        current = Snapshot.objects.select_for_update().filter(calendar=calendar).first()
+        if current is None:
+            try:
+                with transaction.atomic():
+                    snapshot = Snapshot.objects.create(
+                        calendar=calendar,
+                        ics=result.ics,
+                        etag=etag,
+                        generated=result.generated,
+                        changed=result.generated,
+                        event_count=result.event_count,
+                    )
+                return snapshot, True
+            except IntegrityError:
+                # Another process created it between our read and our insert.
+                current = Snapshot.objects.select_for_update().get(calendar=calendar)
+        if current.generated > result.generated:
+            return current, False
+        changed = current.etag != etag
+        current.generated = result.generated
+        fields = ["generated"]
+        if changed:
+            current.ics = result.ics
+            current.etag = etag
+            current.changed = result.generated
+            current.event_count = result.event_count
+            fields += ["ics", "etag", "changed", "event_count"]
+        current.save(update_fields=fields)
+        return current, changed
+
+
+def is_fresh(snapshot: Snapshot | None, calendar: Calendar, now: dt.datetime) -> bool:
+    """Younger than cachePersistence, and of today's window (a new day needs new data)."""
+    if snapshot is None or calendar.cache_persistence <= 0:
+        return False
+    age = (now - snapshot.generated).total_seconds()
+    if age >= calendar.cache_persistence or age < -60:
+        return False
+    return (
+        calendar_window(calendar, snapshot.generated).start == calendar_window(calendar, now).start
+    )
+
+
+def age_seconds(snapshot: Snapshot, now: dt.datetime) -> float:
+    return max(0.0, (now - snapshot.generated).total_seconds())

@@ -1,0 +1,61 @@
+"""django-q2 tasks: thin wrappers around connector.refresh, which tests call directly.
+
+``dispatch_refreshes`` runs every minute (connector.schedules): it writes the
+worker heartbeat, claims the calendars that are due and queues one
+``refresh_group`` task per group of calendars sharing rooms, so that several
+groups refresh at once on as many workers as there are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from django.conf import settings
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from connector.models import Calendar, WorkerHeartbeat
+from connector.refresh import claim_due, group_by_rooms, refresh_calendars
+
+log = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    """One name per cluster: the host and the pid of the cluster that spawned this worker."""
+    return f"{socket.gethostname()}:{os.getppid()}"
+
+
+def heartbeat() -> None:
+    WorkerHeartbeat.objects.update_or_create(
+        name=worker_name(), defaults={"seen": timezone.now(), "pid": os.getpid()}
+    )
+
+
+def dispatch_refreshes() -> str:
+    heartbeat()
+    calendars = claim_due()
+    groups = group_by_rooms(calendars)
+    for group in groups:
+        ids = [calendar.calendar_id for calendar in group]
+        async_task(
+            "connector.tasks.refresh_group",
+            [calendar.pk for calendar in group],
+            task_name=f"refresh {', '.join(ids)}"[:100],
+            group="refresh",
+        )
+    return f"{len(calendars)} calendars due, {len(groups)} refresh tasks queued"
+
+
+def refresh_group(calendar_pks: list[int]) -> str:
+    heartbeat()
+    calendars = list(
+        Calendar.objects.filter(pk__in=calendar_pks)
+        .select_related("server")
+        .order_by("calendar_id")
+    )
+    outcomes = refresh_calendars(calendars, timeout=settings.REFRESH_TIMEOUT)
+    for outcome in outcomes:
+        log.info("refresh %s", outcome.line())
+    return "; ".join(outcome.line() for outcome in outcomes) or "nothing to refresh"

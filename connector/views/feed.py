@@ -1,0 +1,145 @@
+"""The feed: ``GET /ical/<calendarId>.ics`` and the PHP connector's ``2ical.php`` URL.
+
+A fresh snapshot is served as is, without touching Exchange. A stale or
+missing one is refreshed first, waiting at most FEED_REFRESH_TIMEOUT (a
+refresh already running elsewhere is waited for, not repeated); when that
+fails, the last good snapshot is served if the calendar says
+``sendCacheOnServerError``, otherwise a short plain-text 502.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.utils.cache import get_conditional_response
+from django.utils.http import http_date
+from django.views.decorators.http import require_safe
+
+from connector import metrics
+from connector.access import may_fetch_feed
+from connector.models import Calendar, RefreshStatus, Snapshot
+from connector.refresh import refresh_calendar, wait_for_release
+from connector.snapshots import age_seconds, is_fresh
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/calendar; charset=utf-8"
+
+
+def _text(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+def _snapshot(calendar: Calendar) -> Snapshot | None:
+    return Snapshot.objects.filter(calendar=calendar).first()
+
+
+def _last_error(calendar: Calendar) -> str:
+    status = RefreshStatus.objects.filter(calendar=calendar).first()
+    if status is not None and status.consecutive_failures and status.last_error:
+        return status.last_error
+    return "the refresh did not finish in time"
+
+
+def _serve(
+    request: HttpRequest, calendar: Calendar, snapshot: Snapshot, *, stale: bool = False
+) -> HttpResponse:
+    response = HttpResponse(snapshot.ics, content_type=CONTENT_TYPE)
+    response["ETag"] = snapshot.etag
+    response["Last-Modified"] = http_date(snapshot.changed.timestamp())
+    response["Cache-Control"] = f"max-age={calendar.cache_persistence}"
+    response["Age"] = str(int(age_seconds(snapshot, timezone.now())))
+    response["Content-Disposition"] = f'inline; filename="{calendar.calendar_id}.ics"'
+    if stale:
+        response["Warning"] = '111 - "Revalidation Failed"'
+    conditional = get_conditional_response(
+        request,
+        etag=snapshot.etag,
+        last_modified=int(snapshot.changed.timestamp()),
+        response=response,
+    )
+    return conditional if conditional is not None else response
+
+
+def _refresh_now(calendar: Calendar) -> tuple[bool, str]:
+    """Refresh (or wait for the refresh running elsewhere); (succeeded, why not)."""
+    timeout = float(settings.FEED_REFRESH_TIMEOUT)
+    started = timezone.now()
+    outcome = refresh_calendar(calendar, timeout=timeout)
+    if not outcome.skipped:
+        return outcome.ok, outcome.error
+    wait_for_release(calendar, timeout)
+    status = RefreshStatus.objects.filter(calendar=calendar).first()
+    ok = (
+        status is not None
+        and status.last_success is not None
+        and status.last_success >= started - dt.timedelta(seconds=timeout)
+        and status.consecutive_failures == 0
+    )
+    return ok, "" if ok else _last_error(calendar)
+
+
+def calendar_feed(request: HttpRequest, calendar: Calendar) -> HttpResponse:
+    """The feed of a calendar the caller may read."""
+    snapshot = _snapshot(calendar)
+    if is_fresh(snapshot, calendar, timezone.now()):
+        assert snapshot is not None
+        return _serve(request, calendar, snapshot)
+    ok, error = _refresh_now(calendar)
+    if ok:
+        refreshed = _snapshot(calendar)
+        if refreshed is not None:
+            return _serve(request, calendar, refreshed)
+    snapshot = _snapshot(calendar)
+    if snapshot is not None and calendar.send_cache_on_server_error:
+        log.warning("serving the last good snapshot of %s: %s", calendar.calendar_id, error)
+        return _serve(request, calendar, snapshot, stale=True)
+    return _text(502, f"Calendar {calendar.calendar_id} could not be read: {error}")
+
+
+def _feed_response(request: HttpRequest, calendar_id: str, *, debug: bool = False) -> HttpResponse:
+    calendar = Calendar.objects.select_related("server").filter(calendar_id=calendar_id).first()
+    if calendar is None:
+        return _text(404, f"No calendar with id {calendar_id!r}.")
+    if debug:
+        # The test console's trace, for logged-in staff (connector.views.console decides).
+        try:
+            console = importlib.import_module("connector.views.console")
+        except ImportError:
+            console = None
+        trace_response = getattr(console, "debug_trace_response", None)
+        if trace_response is not None:
+            response: HttpResponse = trace_response(request, calendar)
+            return response
+    if not may_fetch_feed(request, calendar):
+        return _text(
+            403,
+            "This address may not read feeds: add it to ICAL_ALLOWED_NETWORKS, "
+            "or use the calendar's feed URL with its key.",
+        )
+    return calendar_feed(request, calendar)
+
+
+def _counted(response: HttpResponse) -> HttpResponse:
+    metrics.FEED_REQUESTS.labels(status=str(response.status_code)).inc()
+    return response
+
+
+@require_safe
+def feed(request: HttpRequest, calendar_id: str) -> HttpResponse:
+    return _counted(_feed_response(request, calendar_id))
+
+
+@require_safe
+def legacy_feed(request: HttpRequest) -> HttpResponse:
+    """``2ical.php?calendarId=<id>``: the PHP connector's URL, so players only change host."""
+    calendar_id = request.GET.get("calendarId", "")
+    if not calendar_id:
+        return _counted(_text(404, "Give the calendar as ?calendarId=<id>."))
+    debug = request.GET.get("debug", "").lower() == "yes"
+    return _counted(_feed_response(request, calendar_id, debug=debug))

@@ -1,0 +1,809 @@
+"""Room calendars through Exchange Web Services (exchangelib).
+
+On premises a delegate (service) account reads each room mailbox over NTLM,
+Basic, Digest or Negotiate; in Exchange Online an app registration's OAuth
+token impersonates each room. Either way, reading a room costs ONE request
+once connected: a FindItem with a CalendarView on the distinguished folder
+``calendar`` of the room's mailbox (never a folder looked up by its localized
+name, never a GetFolder first). The server version that exchangelib would
+otherwise probe for in every new process is learned once and kept on the
+Server row; connections (exchangelib Protocols with their TCP sessions, so
+NTLM authenticates a connection once) are pooled per server, credential and
+configuration. With ``include_body`` one GetItem per 100 events follows, since
+EWS never returns bodies from FindItem.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import html
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from django.conf import settings
+from django.utils import timezone
+from exchangelib import (
+    BASIC,
+    DELEGATE,
+    DIGEST,
+    IMPERSONATION,
+    NTLM,
+    OAUTH2,
+    Account,
+    Configuration,
+    Credentials,
+    EWSDateTime,
+    Identity,
+    OAuth2Credentials,
+)
+from exchangelib.errors import RateLimitError
+from exchangelib.ewsdatetime import UTC as EWS_UTC
+from exchangelib.fields import FieldPath
+from exchangelib.items import ID_ONLY, SHALLOW, CalendarItem
+from exchangelib.properties import CalendarView, DistinguishedFolderId, Mailbox
+from exchangelib.protocol import FaultTolerance, Protocol, close_connections
+from exchangelib.services import FindItem, GetItem
+from exchangelib.util import TNS, is_xml
+from exchangelib.version import EXCHANGE_2010, EXCHANGE_2013, Build, Version
+
+from connector.metrics import EXCHANGE_REQUESTS
+from connector.models import Calendar, Server
+from connector.models.servers import EXCHANGE_ONLINE_EWS_HOSTS
+from connector.records import EventRecord, Window
+from connector.sources.errors import SourceError
+from connector.sources.ews_errors import ErrorContext, EwsHttpError, source_error
+from connector.sources.neterrors import network_error
+from connector.trace import NullTrace, Trace
+
+log = logging.getLogger(__name__)
+
+# gssnegotiate: exchangelib's Kerberos support (GSSAPI) needs requests-gssapi, system
+# Kerberos libraries and a ticket of the machine, and ignores the configured password.
+# What the configured account can do is NTLM inside Negotiate: requests-ntlm answers a
+# server that offers only "Negotiate" with NTLM tokens in the Negotiate header, which
+# IIS accepts. So gssnegotiate authenticates as NTLM-in-Negotiate, never Kerberos.
+AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "digest": DIGEST, "gssnegotiate": NTLM}
+RETRY_WAIT = 1  # seconds before retrying a transient failure (doubles each time)
+GET_ITEM_CHUNK = 100  # items per GetItem when bodies are asked for
+AUTODISCOVER_PATH = "/autodiscover/autodiscover.json/v1.0/{mailbox}?Protocol=EWS"
+
+_FIND_FIELDS = (
+    "subject",
+    "sensitivity",
+    "categories",
+    "importance",
+    "is_draft",
+    "last_modified_time",
+    "uid",
+    "start",
+    "end",
+    "original_start",
+    "is_all_day",
+    "legacy_free_busy_status",
+    "location",
+    "is_meeting",
+    "is_cancelled",
+    "is_recurring",
+    "type",
+    "organizer",
+)
+
+
+def _field(name: str) -> FieldPath:
+    return FieldPath(field=CalendarItem.get_field_by_fieldname(name))
+
+
+def _find_fields(version: Version) -> list[FieldPath]:
+    fields = [_field(name) for name in _FIND_FIELDS]
+    # All-day events come as UTC instants of the mailbox zone's midnights: its zone
+    # turns them back into dates.
+    if version.build is None or version.build >= EXCHANGE_2010:
+        fields += [_field("_start_timezone"), _field("_end_timezone")]
+    return fields
+
+
+# -- exchangelib, configured for a bounded refresh -------------------------------------
+
+
+class RefreshRetryPolicy(FaultTolerance):
+    """exchangelib's FaultTolerance, bounded by the deadline of the fetch in progress.
+
+    It honours ErrorServerBusy/BackOffMilliseconds (and retries transient failures)
+    only while the wait fits before the deadline; beyond, it gives up at once rather
+    than sleeping past the refresh's time bound. An HTTP error that is not SOAP
+    fails at once with its status: FaultTolerance would take a 401 for throttling and
+    retry a wrong password until max_wait.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_wait=settings.REFRESH_TIMEOUT)
+        self._local = threading.local()
+
+    @contextmanager
+    def deadline(self, at: float) -> Iterator[None]:
+        previous = getattr(self._local, "deadline", None)
+        self._local.deadline = at
+        try:
+            yield
+        finally:
+            self._local.deadline = previous
+
+    def back_off(self, seconds: float | None) -> None:
+        wait = self.DEFAULT_BACKOFF if seconds is None else seconds
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is not None and time.monotonic() + wait > deadline:
+            raise RateLimitError("Back-off beyond the refresh deadline", wait=wait)
+        super().back_off(wait)
+
+    def raise_response_errors(self, response: requests.Response) -> None:
+        status = response.status_code
+        soap_fault = status == 500 and bool(response.content) and is_xml(response.content)
+        if status >= 400 and status != 503 and not soap_fault:
+            raise EwsHttpError(
+                status,
+                authenticate=response.headers.get("WWW-Authenticate", ""),
+                diagnostics=response.headers.get("x-ms-diagnostics", ""),
+            )
+        super().raise_response_errors(response)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._local = threading.local()
+
+
+class OwnCalendarId(DistinguishedFolderId):
+    """``calendar`` without a mailbox: Exchange resolves the authenticated account's own."""
+
+    def clean(self, version: Version | None = None) -> None:
+        super(DistinguishedFolderId, self).clean(version=version)
+
+
+class CalendarViewItems(FindItem):
+    """FindItem with a CalendarView that keeps each item's raw Start and End.
+
+    exchangelib turns all-day events into dates by subtracting a day from the end
+    before converting it to the mailbox zone, which lands on the wrong day when the
+    clocks change on the last day of the event; the raw instants avoid that.
+    A CalendarView has no paging in EWS: one answer holds the whole window (up to the
+    server's EWSFindCountLimit), so every answer is the last page.
+    """
+
+    truncated = False
+
+    def _elem_to_obj(self, elem: Any) -> Any:
+        raw = (elem.findtext(f"{{{TNS}}}Start"), elem.findtext(f"{{{TNS}}}End"))
+        return super()._elem_to_obj(elem), raw
+
+    def _get_paging_values(self, elem: Any) -> tuple[int, None]:  # type: ignore[override]
+        if (elem.get("IncludesLastItemInRange") or "true").lower() == "false":
+            self.truncated = True
+        return int(elem.get("TotalItemsInView") or 0), None
+
+
+# -- credentials and the connection pool ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Credential:
+    """Who reads: HTTP credentials (on premises) or an app registration (OAuth)."""
+
+    oauth: bool
+    username: str = ""  # HTTP: the account; OAuth: the app's client id
+    password: str = field(default="", repr=False)
+    app_id: int | None = None
+    app_version: str = ""  # app_registration.updated: a new secret makes a new pool entry
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across processes, never reveals the password."""
+        if self.oauth:
+            return f"app{self.app_id}"
+        digest = hmac.new(
+            settings.SECRET_KEY.encode(), self.password.encode(), hashlib.sha256
+        ).hexdigest()[:12]
+        return f"{self.username.lower()}:{digest}"
+
+
+@dataclass
+class _Connection:
+    config: Configuration
+    protocol: Protocol
+    policy: RefreshRetryPolicy
+    credentials: Credentials | OAuth2Credentials
+    accounts: dict[str, Account] = field(default_factory=dict)
+    token: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_pool: dict[tuple[Any, ...], _Connection] = {}
+_pool_lock = threading.Lock()
+_semaphores: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+
+
+def reset_pool() -> None:
+    """Forget every pooled connection, as a new process starts without any."""
+    with _pool_lock:
+        connections = list(_pool.values())
+        _pool.clear()
+    for connection in connections:
+        _close(connection)
+    close_connections()  # exchangelib's own cache of Protocols
+
+
+def _close(connection: _Connection) -> None:
+    try:
+        connection.protocol.close()
+    except Exception:  # closing sockets must never break a refresh
+        log.debug("Closing an EWS connection failed", exc_info=True)
+
+
+def _semaphore(key: str) -> threading.BoundedSemaphore:
+    limit = settings.EWS_MAX_CONCURRENCY
+    with _pool_lock:
+        semaphore = _semaphores.get((key, limit))
+        if semaphore is None:
+            semaphore = _semaphores[(key, limit)] = threading.BoundedSemaphore(limit)
+        return semaphore
+
+
+def _stored_version(text: str) -> Version | None:
+    try:
+        parts = [int(part) for part in text.split(".")]
+        return Version(build=Build(*parts[:4]))
+    except (TypeError, ValueError):
+        return None
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value.timestamp(), tz=dt.UTC)
+
+
+def _raw_instant(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    return _utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+def _local_date(instant: dt.datetime, zone: Any) -> dt.date:
+    if zone is not None:
+        local = instant.astimezone(zone)
+    else:
+        # Without the zone: a local midnight is within 12 hours of its day's UTC midnight.
+        local = instant + dt.timedelta(hours=12)
+    return dt.date(local.year, local.month, local.day)  # a plain date, not exchangelib's
+
+
+def autodiscover_urls(target: str) -> list[str]:
+    """Where the Autodiscover v2 JSON endpoint may answer for a server's autodiscover value.
+
+    A URL names the host; a mailbox names its domain, tried as autodiscover.<domain>
+    and then <domain> itself, as Outlook does.
+    """
+    target = target.strip()
+    if "://" in target:
+        parts = urlsplit(target)
+        return [f"{parts.scheme}://{parts.netloc}"]
+    domain = target.rpartition("@")[2].lower()
+    return [f"https://autodiscover.{domain}", f"https://{domain}"]
+
+
+class EwsSource:
+    """Reads room calendars from one EWS server with one credential."""
+
+    def __init__(
+        self, server: Server, *, calendar: Calendar | None = None, trace: Trace | None = None
+    ) -> None:
+        self.server = server
+        self.trace = trace or NullTrace()
+        self.credential = self._credential(server, calendar)
+        self.upstream_key = f"ews:{server.pk}:{self.credential.fingerprint}"
+
+    # -- public ---------------------------------------------------------------------
+    def fetch(
+        self, resource: str, window: Window, *, include_body: bool = False
+    ) -> list[EventRecord]:
+        deadline = time.monotonic() + settings.REFRESH_TIMEOUT
+        semaphore = _semaphore(self.upstream_key)
+        if not semaphore.acquire(timeout=settings.REFRESH_TIMEOUT):
+            raise SourceError(
+                f"Too many reads of {self.server} are already running.",
+                code="concurrency",
+                hint="Every slot for this account (EWS_MAX_CONCURRENCY) stayed busy for the "
+                "whole refresh: Exchange is slow. Raise REFRESH_TIMEOUT or cachePersistence.",
+                retryable=True,
+                resource=resource,
+            )
+        try:
+            return self._fetch_following_endpoint(resource, window, include_body, deadline)
+        finally:
+            semaphore.release()
+
+    # -- steps ----------------------------------------------------------------------
+    def _fetch_following_endpoint(
+        self, resource: str, window: Window, include_body: bool, deadline: float
+    ) -> list[EventRecord]:
+        endpoint = self._endpoint(resource)
+        try:
+            return self._fetch(endpoint, resource, window, include_body, deadline)
+        except SourceError as error:
+            if not self._discovered or error.code not in (
+                "connection",
+                "dns",
+                "endpoint-not-found",
+            ):
+                raise
+            # The endpoint autodiscover gave us failed: it may have moved. Look it up again
+            # (once) and retry there if it changed.
+            log.info(
+                "EWS endpoint %s of %s failed (%s); autodiscovering again",
+                endpoint,
+                self.server,
+                error.code,
+            )
+            fresh = self._discover(resource, failed=endpoint)
+            if fresh == endpoint:
+                raise
+            return self._fetch(fresh, resource, window, include_body, deadline)
+
+    def _fetch(
+        self, endpoint: str, resource: str, window: Window, include_body: bool, deadline: float
+    ) -> list[EventRecord]:
+        ctx = self._context(endpoint, resource)
+        connection: _Connection | None = None
+        with self.trace.step("connect", f"Connect to {ctx.host}") as step:
+            try:
+                connection = self._connection(endpoint, resource, step)
+                account = self._account(connection, resource)
+                with connection.policy.deadline(deadline):
+                    self._learn_version(connection, step)
+            except Exception as exc:
+                error = self._failure(exc, ctx, "connect")
+                if error.code == "token-rejected" and connection is not None:
+                    self._forget_token(connection)
+                raise error from exc
+        title = f"Fetch {resource or 'own calendar'}"
+        with self.trace.step("fetch", title) as step:
+            try:
+                with connection.policy.deadline(deadline):
+                    found = self._find(account, resource, window)
+                    if include_body and found:
+                        records = self._with_bodies(account, found)
+                    else:
+                        records = [record for record, _ in found]
+            except Exception as exc:
+                error = self._failure(exc, ctx, "fetch")
+                if error.code == "token-rejected":
+                    self._forget_token(connection)
+                raise error from exc
+            step.note(f"{len(records)} events")
+            step.data["count"] = len(records)
+            self._remember_version(account)
+        return records
+
+    def _failure(self, exc: BaseException, ctx: ErrorContext, step: str) -> SourceError:
+        error = source_error(exc, ctx)
+        if error.step == "fetch":
+            error.step = step
+        EXCHANGE_REQUESTS.labels(upstream=self.server.server_id, outcome=error.code).inc()
+        return error
+
+    # -- credentials ----------------------------------------------------------------
+    @staticmethod
+    def _credential(server: Server, calendar: Calendar | None) -> _Credential:
+        if calendar is not None and calendar.username:
+            return _Credential(oauth=False, username=calendar.username, password=calendar.password)
+        if server.app_registration_id and server.app_registration is not None:
+            app = server.app_registration
+            return _Credential(
+                oauth=True,
+                username=app.client_id,
+                app_id=app.pk,
+                app_version=app.updated.isoformat() if app.updated else "",
+            )
+        if server.service_account_id and server.service_account is not None:
+            account = server.service_account
+            return _Credential(oauth=False, username=account.username, password=account.password)
+        raise SourceError(
+            f"The server {server} has no credentials.",
+            code="no-credentials",
+            hint="Choose a service account (on premises) or an app registration (Exchange "
+            "Online) for this server in the admin.",
+            step="connect",
+        )
+
+    @property
+    def _delegated(self) -> bool:
+        app = self.server.app_registration if self.credential.oauth else None
+        return bool(app is not None and app.flow == app.Flow.DELEGATED)
+
+    def _context(self, endpoint: str, resource: str) -> ErrorContext:
+        host = urlsplit(endpoint).hostname or endpoint
+        return ErrorContext(
+            endpoint=endpoint,
+            host=urlsplit(endpoint).netloc or endpoint,
+            resource=resource,
+            account=self.credential.username,
+            oauth=self.credential.oauth,
+            exchange_online=host.lower() in EXCHANGE_ONLINE_EWS_HOSTS,
+            scheme="oauth" if self.credential.oauth else self.server.http_scheme,
+        )
+
+    # -- the endpoint ---------------------------------------------------------------
+    @property
+    def _discovered(self) -> bool:
+        return bool(self.server.autodiscover and not self.server.base_uri)
+
+    def _endpoint(self, resource: str) -> str:
+        if not self._discovered:
+            base = self.server.base_uri.rstrip("/")
+            if base.lower().endswith("/ews/exchange.asmx"):
+                return base
+            return f"{base}/EWS/Exchange.asmx"
+        if self.server.ews_endpoint:
+            return self.server.ews_endpoint
+        return self._discover(resource)
+
+    def _discover(self, resource: str, failed: str = "") -> str:
+        """Find the EWS URL with Autodiscover v2 and remember it on the server."""
+        target = self.server.autodiscover
+        candidates = [
+            target if "://" not in target else "",
+            resource,
+            self.credential.username,
+        ]
+        mailbox = next((c for c in candidates if "@" in c), "")
+        with self.trace.step("autodiscover", "Find the EWS endpoint (Autodiscover)") as step:
+            if not mailbox:
+                raise SourceError(
+                    "Autodiscover needs a mailbox address to look up.",
+                    code="autodiscover",
+                    hint="Give a mailbox (someone@example.com) as the server's autodiscover "
+                    "value, or a resource, or set the base URI instead.",
+                    step="autodiscover",
+                )
+            problems: list[str] = []
+            for base in autodiscover_urls(target):
+                url = base + AUTODISCOVER_PATH.format(mailbox=quote(mailbox))
+                try:
+                    response = requests.get(
+                        url,
+                        timeout=settings.EXCHANGE_REQUEST_TIMEOUT,
+                        headers={"Accept": "application/json"},
+                        allow_redirects=True,
+                    )
+                    found = response.json().get("Url", "") if response.ok else ""
+                except (requests.RequestException, ValueError) as exc:
+                    error = network_error(exc, base, step="autodiscover")
+                    problems.append(f"{base}: {error.message if error else type(exc).__name__}")
+                    continue
+                if not found:
+                    problems.append(f"{base}: HTTP {response.status_code}")
+                    continue
+                step.note(f"{mailbox} → {found}")
+                if failed:
+                    step.note(f"replaces {failed}, which failed")
+                Server.objects.filter(pk=self.server.pk).update(
+                    ews_endpoint=found, ews_endpoint_discovered=timezone.now()
+                )
+                self.server.ews_endpoint = found
+                self.server.ews_endpoint_discovered = timezone.now()
+                return str(found)
+            raise SourceError(
+                f"Autodiscover found no EWS endpoint for {mailbox}.",
+                code="autodiscover",
+                hint="Tried " + "; ".join(problems) + ". Check the autodiscover DNS record "
+                "(autodiscover.<domain>) and that Autodiscover v2 answers "
+                "/autodiscover/autodiscover.json, or set the server's base URI instead.",
+                retryable=True,
+                step="autodiscover",
+            )
+
+    # -- connections ----------------------------------------------------------------
+    def _connection(self, endpoint: str, resource: str, step: Any) -> _Connection:
+        server = self.server
+        prefix = (server.pk, self.credential.fingerprint)
+        key = (
+            *prefix,
+            self.credential.app_version,
+            server.updated.isoformat() if server.updated else "",
+            endpoint,
+        )
+        with _pool_lock:
+            connection = _pool.get(key)
+            if connection is None:
+                stale = [k for k in _pool if k[:2] == prefix]
+                old = [_pool.pop(k) for k in stale]
+                connection = _pool[key] = self._connect(endpoint, resource)
+                step.note(f"new connection to {endpoint}")
+            else:
+                old = []
+                step.note(f"pooled connection to {endpoint}")
+        for previous in old:
+            _close(previous)
+        if self.credential.oauth:
+            self._refresh_token(connection, endpoint)
+        return connection
+
+    def _connect(self, endpoint: str, resource: str) -> _Connection:
+        credentials: Credentials | OAuth2Credentials
+        if self.credential.oauth:
+            app = self.server.app_registration
+            assert app is not None
+            credentials = OAuth2Credentials(
+                client_id=app.client_id,
+                client_secret="",  # never used: tokens come from msal (accounts.tokens)
+                tenant_id=app.tenant,
+                identity=Identity(primary_smtp_address=resource) if resource else None,
+            )
+            auth_type = OAUTH2
+        else:
+            credentials = Credentials(self.credential.username, self.credential.password)
+            auth_type = AUTH_TYPES.get(self.server.http_scheme, NTLM)
+        policy = RefreshRetryPolicy()
+        config = Configuration(
+            service_endpoint=endpoint,
+            credentials=credentials,
+            auth_type=auth_type,
+            version=_stored_version(self.server.ews_version),
+            retry_policy=policy,
+            max_connections=settings.EWS_MAX_CONCURRENCY,
+        )
+        # exchangelib caches Protocols by endpoint and credentials only: drop any it holds
+        # for an older configuration of this server (another scheme, version, timeout).
+        try:
+            del Protocol[config]
+        except KeyError:
+            pass
+        protocol = Protocol(config=config)
+        protocol.TIMEOUT = settings.EXCHANGE_REQUEST_TIMEOUT
+        protocol.RETRY_WAIT = RETRY_WAIT
+        return _Connection(config=config, protocol=protocol, policy=policy, credentials=credentials)
+
+    def _refresh_token(self, connection: _Connection, endpoint: str) -> None:
+        from accounts.tokens import acquire_token
+
+        app = self.server.app_registration
+        assert app is not None
+        scope = f"https://{urlsplit(endpoint).netloc}/.default"
+        token = acquire_token(app, scope, trace=self.trace)
+        with connection.lock:
+            if token.token == connection.token:
+                return
+            credentials = connection.credentials
+            assert isinstance(credentials, OAuth2Credentials)
+            expires_at = token.expires_at.timestamp()
+            with credentials.lock:
+                # Sessions made with the previous token renew themselves when it expires
+                # (exchangelib compares the credentials' signature).
+                credentials.access_token = {
+                    "access_token": token.token,
+                    "token_type": "Bearer",
+                    "expires_at": expires_at,
+                    "expires_in": max(0, int(expires_at - time.time())),
+                }
+            connection.token = token.token
+
+    def _forget_token(self, connection: _Connection) -> None:
+        """Exchange refused the token: the next fetch asks the identity platform anew."""
+        from accounts.tokens import discard_token
+
+        app = self.server.app_registration
+        if app is not None and connection.token:
+            discard_token(app, connection.token)
+        with connection.lock:
+            connection.token = ""
+
+    def _account(self, connection: _Connection, resource: str) -> Account:
+        with connection.lock:
+            account = connection.accounts.get(resource)
+            if account is not None:
+                return account
+        if resource:
+            address = resource
+        elif self.credential.oauth and not self._delegated:
+            raise SourceError(
+                "An app registration has no calendar of its own.",
+                code="resource-required",
+                hint="Give the calendar at least one resource (the room's SMTP address).",
+                step="connect",
+            )
+        elif self._delegated:
+            app = self.server.app_registration
+            address = app.account if app is not None else ""
+        else:
+            address = self.credential.username
+        if "@" not in address:
+            raise SourceError(
+                f"The account {address} has no SMTP address to read its own calendar with.",
+                code="resource-required",
+                hint="Write the username as user@domain (its UPN), or add the account's "
+                "mailbox address as a resource.",
+                step="connect",
+            )
+        impersonate = self.credential.oauth and not self._delegated
+        account = Account(
+            primary_smtp_address=address,
+            config=connection.config,
+            access_type=IMPERSONATION if impersonate else DELEGATE,
+            default_timezone=EWS_UTC,
+            locale="en_US",
+        )
+        account.protocol = connection.protocol  # exactly this server's configuration
+        with connection.lock:
+            return connection.accounts.setdefault(resource, account)
+
+    def _learn_version(self, connection: _Connection, step: Any) -> None:
+        if connection.config.version and connection.config.version.build:
+            step.note(f"Exchange {connection.config.version.build} (remembered)")
+            return
+        # exchangelib's probe (a ConvertId whose answer carries ServerVersionInfo): once.
+        version = connection.protocol.version
+        step.note(f"Exchange {version.build} (learned)")
+        self._store_version(str(version.build))
+
+    def _remember_version(self, account: Account) -> None:
+        build = account.version.build if account.version else None
+        if build is not None and str(build) != self.server.ews_version:
+            self._store_version(str(build))
+
+    def _store_version(self, build: str) -> None:
+        # .update() leaves Server.updated alone: learning is not a configuration change.
+        Server.objects.filter(pk=self.server.pk).update(ews_version=build)
+        self.server.ews_version = build
+
+    # -- requests -------------------------------------------------------------------
+    def _find(
+        self, account: Account, resource: str, window: Window
+    ) -> list[tuple[EventRecord, tuple[str, str]]]:
+        """The events of the window, each with its (item id, change key)."""
+        if resource:
+            folder = DistinguishedFolderId(id="calendar", mailbox=Mailbox(email_address=resource))
+        else:
+            folder = OwnCalendarId(id="calendar")
+        service = CalendarViewItems(account=account, timeout=settings.EXCHANGE_REQUEST_TIMEOUT)
+        view = CalendarView(
+            start=EWSDateTime.from_datetime(window.start.astimezone(dt.UTC)),
+            end=EWSDateTime.from_datetime(window.end.astimezone(dt.UTC)),
+        )
+        results = service.call(
+            folders=[folder],
+            additional_fields=_find_fields(account.version),
+            restriction=None,
+            order_fields=None,
+            shape=ID_ONLY,
+            query_string=None,
+            depth=SHALLOW,
+            calendar_view=view,
+            max_items=None,
+            offset=0,
+        )
+        records = []
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+            item, raw = result
+            record = self._record(item, raw, resource or account.primary_smtp_address)
+            records.append((record, (item.id, item.changekey)))
+        EXCHANGE_REQUESTS.labels(upstream=self.server.server_id, outcome="ok").inc()
+        if service.truncated:
+            log.warning(
+                "Exchange returned only the first %s events of %s in %s (EWSFindCountLimit)",
+                len(records),
+                resource,
+                window,
+            )
+        return records
+
+    def _with_bodies(
+        self, account: Account, found: list[tuple[EventRecord, tuple[str, str]]]
+    ) -> list[EventRecord]:
+        modern = account.version.build is None or account.version.build >= EXCHANGE_2013
+        body_field = "text_body" if modern else "body"
+        records = [record for record, _ in found]
+        ids = [item_id for _, item_id in found]
+        service = GetItem(
+            account=account, chunk_size=GET_ITEM_CHUNK, timeout=settings.EXCHANGE_REQUEST_TIMEOUT
+        )
+        items = service.call(
+            items=ids,
+            additional_fields={_field(body_field), _field("organizer")},
+            shape=ID_ONLY,
+        )
+        enriched = []
+        for record, item in zip(records, items, strict=True):
+            if isinstance(item, Exception):
+                # The item went away between FindItem and GetItem: keep it without a body.
+                enriched.append(replace(record, body=""))
+                continue
+            body = getattr(item, body_field) or ""
+            if not modern and getattr(body, "body_type", "") == "HTML":
+                body = _html_to_text(str(body))
+            name, email = _organizer(item.organizer)
+            enriched.append(
+                replace(
+                    record,
+                    body=str(body),
+                    organizer_name=name or record.organizer_name,
+                    organizer_email=email or record.organizer_email,
+                )
+            )
+        EXCHANGE_REQUESTS.labels(upstream=self.server.server_id, outcome="ok").inc()
+        return enriched
+
+    # -- mapping --------------------------------------------------------------------
+    def _record(self, item: Any, raw: tuple[str | None, str | None], resource: str) -> EventRecord:
+        start: dt.datetime | dt.date
+        end: dt.datetime | dt.date
+        raw_start, raw_end = _raw_instant(raw[0]), _raw_instant(raw[1])
+        zone = getattr(item, "_start_timezone", None)
+        if item.is_all_day and raw_start is not None and raw_end is not None:
+            start = _local_date(raw_start, zone)
+            end = _local_date(raw_end, getattr(item, "_end_timezone", None) or zone)
+            if end <= start:
+                end = start + dt.timedelta(days=1)
+        else:
+            start = raw_start or _utc(item.start)
+            end = raw_end or _utc(item.end)
+        recurring = bool(item.is_recurring) or item.type in ("Occurrence", "Exception")
+        occurrence_id = ""
+        if recurring:
+            # The occurrence's original start in UTC, as the Graph source names it too.
+            original = item.original_start or raw_start
+            if isinstance(original, dt.datetime):
+                occurrence_id = _utc(original).isoformat()
+        name, email = _organizer(item.organizer)
+        return EventRecord(
+            uid=item.uid or item.id,
+            occurrence_id=occurrence_id,
+            resource=resource,
+            subject=item.subject or "",
+            start=start,
+            end=end,
+            all_day=bool(item.is_all_day),
+            location=item.location or "",
+            organizer_name=name,
+            organizer_email=email,
+            sensitivity=item.sensitivity or "Normal",
+            importance=item.importance or "Normal",
+            free_busy=item.legacy_free_busy_status or "Busy",
+            is_cancelled=bool(item.is_cancelled),
+            is_draft=bool(item.is_draft),
+            is_meeting=bool(item.is_meeting),
+            is_recurring=recurring,
+            categories=tuple(item.categories or ()),
+            last_modified=_utc(item.last_modified_time) if item.last_modified_time else None,
+        )
+
+
+def _organizer(mailbox: Any) -> tuple[str, str]:
+    """Name and SMTP address; X500 (EX) addresses, as FindItem may give, are no address."""
+    if mailbox is None:
+        return "", ""
+    address = mailbox.email_address or ""
+    routing = (mailbox.routing_type or "SMTP").upper()
+    if routing != "SMTP" or "@" not in address:
+        address = ""
+    return mailbox.name or "", address
+
+
+def _html_to_text(markup: str) -> str:
+    """Exchange 2010 has no TextBody: a plain reading of the HTML body."""
+    text = re.sub(r"(?is)<(script|style).*?</\1>", "", markup)
+    text = re.sub(r"(?i)<br\s*/?>|</p>|</div>", "\n", text)
+    text = re.sub(r"<[^>]+>", "", text)
+    return html.unescape(text).strip()

@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -168,13 +169,9 @@ def acquire_token(app: AppRegistration, scope: str, *, trace: Trace | None = Non
     trace = trace or NullTrace()
     with trace.step("token", f"Token from {app.authority_url} for {scope}") as step:
         if app.flow == AppRegistration.Flow.DELEGATED:
-            raise SourceError(
-                f"App registration {app.name} uses the delegated flow, which needs a sign-in.",
-                code="reauth-needed",
-                hint="Use an app-only (client credentials) app registration.",
-                step="token",
-            )
-        token = _acquire_client_credentials(app, scope)
+            token = _acquire_delegated(app, scope)
+        else:
+            token = _acquire_client_credentials(app, scope)
         step.note(
             f"{'cached' if token.from_cache else 'new'} token, valid until "
             f"{token.expires_at:%Y-%m-%d %H:%M:%S} UTC"
@@ -244,6 +241,194 @@ def _acquire_client_credentials(app: AppRegistration, scope: str) -> AccessToken
     return _access_token(result, from_cache=not sent)
 
 
+# -- delegated flow: a service account signs in once ----------------------------------
+
+
+def sign_in_scope(app: AppRegistration) -> str:
+    """The resource the sign-in asks consent for: that of the first server using the app.
+
+    Entra ID grants one resource per request; the refresh token it returns
+    then serves the other resources the account has consented to as well.
+    """
+    from connector.models.servers import GRAPH_DEFAULT_BASE_URI
+
+    server = app.servers.exclude(base_uri="").order_by("pk").first()
+    base = server.base_uri if server is not None else GRAPH_DEFAULT_BASE_URI
+    return f"{base.rstrip('/')}/.default"
+
+
+def start_sign_in(app: AppRegistration, redirect_uri: str) -> dict[str, Any]:
+    """Begin the authorization code flow (with PKCE); keep the result in the session.
+
+    The returned dict holds ``auth_uri``, where the browser goes next.
+    """
+    try:
+        client = _client_for(app)
+        with warnings.catch_warnings():
+            # msal recommends response_mode=form_post. Its cross-site POST back would
+            # arrive without our SameSite=Lax session cookie, which holds the flow; the
+            # code in the query is single-use and useless without that flow's PKCE
+            # verifier, which never leaves the server.
+            warnings.filterwarnings("ignore", message="response_mode='form_post'")
+            return client.msal.initiate_auth_code_flow(
+                [sign_in_scope(app)],
+                redirect_uri=redirect_uri,
+                login_hint=app.account or None,
+                prompt="select_account",
+            )
+    except ValueError as exc:
+        raise _authority_error(app, exc) from None
+    except (requests.RequestException, MsalServiceError) as exc:
+        raise _network_error(app, exc) from None
+
+
+def finish_sign_in(app: AppRegistration, flow: dict[str, Any], answer: dict[str, str]) -> str:
+    """Redeem the code the identity platform sent back; returns the account signed in."""
+    if answer.get("error"):
+        message, hint, _ = _hint(_aadsts_code(answer), app)
+        raise SourceError(
+            message or f"The sign-in did not complete ({answer.get('error')}).",
+            code=str(answer.get("error")),
+            hint=hint or _first_sentence_block(str(answer.get("error_description") or "")),
+            step="token",
+        )
+    try:
+        client = _client_for(app)
+    except ValueError as exc:
+        raise _authority_error(app, exc) from None
+    except (requests.RequestException, MsalServiceError) as exc:
+        raise _network_error(app, exc) from None
+    with client.lock:
+        _load_shared_cache(client, app)
+        sent_before = client.session.token_posts
+        try:
+            result = client.msal.acquire_token_by_auth_code_flow(flow, answer)
+        except ValueError:
+            # msal: the state does not match, or the flow was already used.
+            raise SourceError(
+                "The sign-in answer does not belong to the sign-in started here.",
+                code="sign-in-state",
+                hint="Start the sign-in again from the app registration's page, in one tab.",
+                step="token",
+            ) from None
+        except (requests.RequestException, MsalServiceError) as exc:
+            raise _network_error(app, exc) from None
+        finally:
+            sent = client.session.token_posts - sent_before
+            if sent:
+                metrics.TOKEN_REQUESTS.labels(app_registration=app.name).inc(sent)
+        if "access_token" not in result:
+            raise _token_error(app, result)
+        account = str(result.get("id_token_claims", {}).get("preferred_username") or "")
+        if app.account and account and account.lower() != app.account.lower():
+            raise SourceError(
+                f"Signed in as {account}, but this app registration is for {app.account}.",
+                code="wrong-account",
+                hint="Sign in with the service account named on the app registration (sign "
+                "out of Microsoft in this browser first), or change the account there.",
+                step="token",
+            )
+        _save_shared_cache(client, app)
+    _store_refresh_token(app, str(result.get("refresh_token") or ""), account=account)
+    log.info("app registration %s: signed in as %s", app.name, account)
+    return account
+
+
+def _acquire_delegated(app: AppRegistration, scope: str) -> AccessToken:
+    scopes = [scope]
+    if not app.refresh_token:
+        raise _reauth_error(app, "nobody has signed in yet")
+    try:
+        client = _client_for(app)
+    except ValueError as exc:
+        raise _authority_error(app, exc) from None
+    except (requests.RequestException, MsalServiceError) as exc:
+        raise _network_error(app, exc) from None
+    with client.lock:
+        cached = _cached_token(client, scopes)
+        if cached is not None:
+            return _access_token(cached, from_cache=True)
+        _load_shared_cache(client, app)
+        sent_before = client.session.token_posts
+        try:
+            accounts = client.msal.get_accounts(username=app.account or None)
+            result = None
+            if accounts:
+                result = client.msal.acquire_token_silent_with_error(scopes, account=accounts[0])
+            if result is None:
+                # No usable account in the cache: the stored refresh token starts over.
+                result = client.msal.acquire_token_by_refresh_token(app.refresh_token, scopes)
+        except ValueError as exc:
+            raise _authority_error(app, exc) from None
+        except (requests.RequestException, MsalServiceError) as exc:
+            raise _network_error(app, exc) from None
+        finally:
+            sent = client.session.token_posts - sent_before
+            if sent:
+                metrics.TOKEN_REQUESTS.labels(app_registration=app.name).inc(sent)
+        if "access_token" not in result:
+            code = _aadsts_code(result)
+            if result.get("error") in ("invalid_grant", "interaction_required") or code in (
+                50076,
+                50079,
+                50173,
+                65001,
+                700082,
+                700084,
+            ):
+                _mark_reauth_needed(app)
+                description = _first_sentence_block(str(result.get("error_description") or ""))
+                raise _reauth_error(app, description or str(result.get("error")))
+            raise _token_error(app, result)
+        _save_shared_cache(client, app)
+    if result.get("refresh_token") and result["refresh_token"] != app.refresh_token:
+        _store_refresh_token(app, str(result["refresh_token"]), account=app.account)
+    elif app.reauth_needed:
+        AppRegistration.objects.filter(pk=app.pk).update(reauth_needed=False)
+        app.reauth_needed = False
+    return _access_token(result, from_cache=not sent)
+
+
+def _store_refresh_token(app: AppRegistration, refresh_token: str, *, account: str) -> None:
+    """Keep the (rotated) refresh token, encrypted, without changing ``updated``.
+
+    A queryset update: ``updated`` keys the in-process msal application, which
+    must survive a token rotation.
+    """
+    changes: dict[str, Any] = {"reauth_needed": False}
+    if refresh_token:
+        changes["refresh_token"] = refresh_token
+    if account and not app.account:
+        changes["account"] = account
+    AppRegistration.objects.filter(pk=app.pk).update(**changes)
+    for name, value in changes.items():
+        setattr(app, name, value)
+
+
+def _mark_reauth_needed(app: AppRegistration) -> None:
+    AppRegistration.objects.filter(pk=app.pk).update(reauth_needed=True)
+    app.reauth_needed = True
+
+
+def _reauth_error(app: AppRegistration, why: str) -> SourceError:
+    return SourceError(
+        f"Re-authentication needed: the service account of {app.name} must sign in again ({why}).",
+        code="reauth-needed",
+        hint='Open the app registration in the admin and click "Sign in", then sign in as '
+        f"{app.account or 'the service account'}. Refresh tokens stop working after 90 days "
+        "without use, a password change, or when an administrator revokes the sessions.",
+        step="token",
+    )
+
+
+def _aadsts_code(result: dict[str, Any]) -> int:
+    codes = result.get("error_codes") or []
+    if codes:
+        return int(codes[0])
+    match = _AADSTS.search(str(result.get("error_description") or ""))
+    return int(match.group(1)) if match else 0
+
+
 def _access_token(result: dict[str, Any], *, from_cache: bool) -> AccessToken:
     expires_at = dt.datetime.fromtimestamp(time.time() + int(result["expires_in"]), tz=dt.UTC)
     return AccessToken(result["access_token"], expires_at.replace(microsecond=0), from_cache)
@@ -310,9 +495,7 @@ def _hint(code: int, app: AppRegistration) -> tuple[str, str, bool]:
 
 def _token_error(app: AppRegistration, result: dict[str, Any]) -> SourceError:
     description = str(result.get("error_description") or "")
-    codes = result.get("error_codes") or []
-    match = _AADSTS.search(description)
-    code = int(codes[0]) if codes else int(match.group(1)) if match else 0
+    code = _aadsts_code(result)
     message, hint, retryable = _hint(code, app)
     if code == 7000222:
         _mark_expired(app)

@@ -278,7 +278,11 @@ class FakeIdentityPlatform(FakeHTTPServer):
                     "authorization request.",
                 )
             return self._issue(
-                tenant, app, _resource_scope(resource_scopes), account=code["account"]
+                tenant,
+                app,
+                _resource_scope(resource_scopes),
+                account=code["account"],
+                nonce=code["nonce"],
             )
         if grant == "refresh_token":
             with self._lock:
@@ -310,11 +314,14 @@ class FakeIdentityPlatform(FakeHTTPServer):
             "client_id": request.arg("client_id"),
             "code_challenge": request.arg("code_challenge"),
             "account": account.lower(),
+            "nonce": request.arg("nonce"),
         }
         query = urlencode({"code": code, "state": request.arg("state")})
         return Response(302, "", headers={"Location": f"{redirect_uri}?{query}"})
 
-    def _issue(self, tenant: FakeTenant, app: FakeApp, scope: str, *, account: str) -> Response:
+    def _issue(
+        self, tenant: FakeTenant, app: FakeApp, scope: str, *, account: str, nonce: str = ""
+    ) -> Response:
         audience = scope.removesuffix("/.default") if scope.endswith("/.default") else scope
         token = "fake-access-" + secrets.token_urlsafe(32)
         issued = IssuedToken(
@@ -339,7 +346,7 @@ class FakeIdentityPlatform(FakeHTTPServer):
             with self._lock:
                 self.refresh_tokens[refresh] = (tenant.tenant_id, app.client_id, account)
             body["refresh_token"] = refresh
-            body["id_token"] = _id_token(tenant, app, account)
+            body["id_token"] = _id_token(tenant, app, account, nonce)
             body["client_info"] = _b64(
                 {"uid": str(uuid.uuid5(uuid.NAMESPACE_URL, account)), "utid": tenant.tenant_id}
             )
@@ -370,7 +377,7 @@ def _b64(payload: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
 
 
-def _id_token(tenant: FakeTenant, app: FakeApp, account: str) -> str:
+def _id_token(tenant: FakeTenant, app: FakeApp, account: str, nonce: str) -> str:
     """An unsigned id token: msal reads its claims to name the account, never verifies it."""
     now = int(time.time())
     claims = {
@@ -386,4 +393,6 @@ def _id_token(tenant: FakeTenant, app: FakeApp, account: str) -> str:
         "tid": tenant.tenant_id,
         "ver": "2.0",
     }
+    if nonce:
+        claims["nonce"] = nonce
     return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."

@@ -19,6 +19,12 @@ EXCHANGE_ONLINE_EWS_HOSTS = (
     "partner.outlook.cn",  # operated by 21Vianet
 )
 GRAPH_DEFAULT_BASE_URI = "https://graph.microsoft.com"
+EXCHANGE_ONLINE_EWS_WARNING = (
+    "This server uses EWS in Exchange Online, which Microsoft blocks since 1 October 2026 "
+    "for tenants that have not allow-listed the application and switches off for good on "
+    "1 April 2027. Switch it to Microsoft Graph (type graph, with an app registration "
+    "holding the Calendars.Read application permission)."
+)
 
 
 class Server(models.Model):

@@ -1,0 +1,44 @@
+"""configuration.xml: the PHP connector's file, imported and exported.
+
+- ``read_configuration(data)`` parses and checks a file (ConfigError lists
+  every problem as "line N: message");
+- ``make_plan(config)`` says what importing it would add, change and remove;
+- ``apply_plan(plan)`` writes it, all or nothing;
+- ``import_configuration(data, dry_run=...)`` does the three in one transaction;
+- ``export_configuration(calendars=None, include_secrets=False)`` writes the file.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from connector.xmlconfig.plan import Change, Plan, apply_plan, make_plan
+from connector.xmlconfig.reader import ConfigError, Configuration, Problem, read_configuration
+from connector.xmlconfig.writer import NAMESPACE, export_configuration
+
+__all__ = [
+    "NAMESPACE",
+    "Change",
+    "ConfigError",
+    "Configuration",
+    "Plan",
+    "Problem",
+    "apply_plan",
+    "export_configuration",
+    "import_configuration",
+    "make_plan",
+    "read_configuration",
+]
+
+
+def import_configuration(data: bytes, *, dry_run: bool = False) -> Plan:
+    """Read, plan and (unless ``dry_run``) apply a configuration.xml.
+
+    Raises ConfigError, with the database untouched, when the file is invalid.
+    """
+    config = read_configuration(data)
+    with transaction.atomic():
+        plan = make_plan(config)
+        if not dry_run:
+            apply_plan(plan)
+    return plan

@@ -1,0 +1,582 @@
+"""What importing a configuration would add, change and remove; and applying it.
+
+The file describes the whole configuration: servers and calendars it does not
+name are removed. Credentials are not named in the file; they are found by
+content (the same username, the same app registration) and reused, or created
+and named after the server. A password left out of the file (an export without
+secrets) keeps the stored one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from django.db import transaction
+
+from accounts.models import AppRegistration, ServiceAccount
+from connector.models import Alarm, Calendar, Filter, Resource, Server
+from connector.models.servers import EXCHANGE_ONLINE_EWS_WARNING
+from connector.xmlconfig import params as P
+from connector.xmlconfig.reader import CalendarSpec, Configuration, HttpAuth, OAuth, ServerSpec
+
+Action = Literal["add", "change", "remove"]
+_SIGNS = {"add": "+", "change": "~", "remove": "-"}
+
+
+@dataclass
+class Change:
+    action: Action
+    kind: str  # "server", "calendar", "service account", "app registration"
+    name: str
+    details: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = f"{_SIGNS[self.action]} {self.kind} {self.name}"
+        return f"{text}: {', '.join(self.details)}" if self.details else text
+
+
+@dataclass
+class CredentialChoice:
+    """The credential a server of the file will use: reused, updated or created."""
+
+    model: type[ServiceAccount] | type[AppRegistration]
+    existing: ServiceAccount | AppRegistration | None
+    name: str
+    values: dict[str, Any]  # fields to write (all of them for a new credential)
+    changed: list[str] = field(default_factory=list)
+    saved: ServiceAccount | AppRegistration | None = None
+
+    @property
+    def identity(self) -> tuple[str, Any]:
+        if self.existing is not None:
+            return (self.model.__name__, self.existing.pk)
+        return (self.model.__name__, f"new:{self.name}")
+
+
+@dataclass
+class Plan:
+    configuration: Configuration
+    changes: list[Change] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    credentials: dict[str, CredentialChoice | None] = field(default_factory=dict)
+    servers_to_write: set[str] = field(default_factory=set)
+    calendars_to_write: set[str] = field(default_factory=set)
+    servers_to_remove: list[Server] = field(default_factory=list)
+    calendars_to_remove: list[Calendar] = field(default_factory=list)
+
+    def of(self, action: Action) -> list[Change]:
+        return [change for change in self.changes if change.action == action]
+
+    @property
+    def added(self) -> list[Change]:
+        return self.of("add")
+
+    @property
+    def changed(self) -> list[Change]:
+        return self.of("change")
+
+    @property
+    def removed(self) -> list[Change]:
+        return self.of("remove")
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.changes
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} to add, {len(self.changed)} to change, "
+            f"{len(self.removed)} to remove"
+        )
+
+    def lines(self) -> list[str]:
+        return [str(change) for change in self.changes]
+
+    def fingerprint(self) -> str:
+        """Identifies what this plan would do, to tell whether a preview is still true."""
+        return hashlib.sha256("\n".join(self.lines()).encode()).hexdigest()
+
+
+# --- current and wanted states, in comparable form --------------------------------
+
+
+def _calendar_state(calendar: Calendar) -> dict[str, Any]:
+    state: dict[str, Any] = {name: getattr(calendar, name) for name in P.CALENDAR_FIELDS}
+    state["server"] = calendar.server.server_id
+    state["resources"] = [resource.address for resource in calendar.resources.all()]
+    try:
+        filters = calendar.filter
+    except Filter.DoesNotExist:
+        # What the pipeline applies to a calendar without a filter row.
+        filters = Filter()
+    state["filter"] = {name: getattr(filters, name) for name in P.FILTER_FIELDS}
+    state["alarms"] = {alarm.edge: (alarm.related, alarm.offset) for alarm in calendar.alarms.all()}
+    return state
+
+
+def _wanted_calendar_state(spec: CalendarSpec, current: Calendar | None) -> dict[str, Any]:
+    state: dict[str, Any] = dict(spec.values)
+    if spec.password is not None:
+        state["password"] = spec.password
+    elif current is not None and current.username == state["username"]:
+        # An export without secrets left the password out: keep the stored one.
+        state["password"] = current.password
+    else:
+        state["password"] = ""
+    if spec.feed_key is not None:
+        state["feed_key"] = spec.feed_key
+    elif current is not None:
+        state["feed_key"] = current.feed_key
+    else:
+        state["feed_key"] = None  # a new random key
+    state["server"] = spec.server_id
+    state["resources"] = list(spec.resources)
+    state["filter"] = dict(spec.filter)
+    state["alarms"] = dict(spec.alarms)
+    return state
+
+
+def _calendar_differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    details = []
+    if before["server"] != after["server"]:
+        details.append("server")
+    if before["resources"] != after["resources"]:
+        details.append("resource")
+    for name in P.CALENDAR_FIELDS:
+        if before[name] != after[name]:
+            details.append(P.FIELD_NAMES[name])
+    for name in P.FILTER_FIELDS:
+        if before["filter"][name] != after["filter"][name]:
+            details.append(P.FIELD_NAMES[name])
+    for edge in (Alarm.Edge.START, Alarm.Edge.END):
+        if before["alarms"].get(edge) != after["alarms"].get(edge):
+            details.append(f"{edge}Related/{edge}Offset")
+    return details
+
+
+def _server_differences(
+    server: Server, spec: ServerSpec, credential: CredentialChoice | None
+) -> list[str]:
+    details = []
+    for name, label in (
+        ("type", "type"),
+        ("base_uri", "baseuri"),
+        ("label", "label"),
+        ("autodiscover", "autodiscover"),
+    ):
+        if getattr(server, name) != getattr(spec, name):
+            details.append(label)
+    if isinstance(spec.auth, HttpAuth) and server.http_scheme != spec.auth.scheme:
+        details.append("scheme")
+    current: tuple[str, Any] | None = None
+    if server.service_account_id:
+        current = (ServiceAccount.__name__, server.service_account_id)
+    elif server.app_registration_id:
+        current = (AppRegistration.__name__, server.app_registration_id)
+    wanted = credential.identity if credential is not None else None
+    if current != wanted:
+        details.append("authentication")
+    return details
+
+
+# --- credentials -----------------------------------------------------------------
+
+
+class _Credentials:
+    """Finds or makes the credential of each server, reusing by content."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.accounts = list(ServiceAccount.objects.prefetch_related("servers"))
+        self.apps = list(AppRegistration.objects.prefetch_related("servers"))
+        self.new: list[CredentialChoice] = []
+        self.touched: dict[tuple[str, Any], CredentialChoice] = {}
+
+    def _free_name(self, model: type[ServiceAccount] | type[AppRegistration], base: str) -> str:
+        # Credential names allow fewer characters than ids ('~' is not one of them).
+        base = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "-" for ch in base)
+        if not base[:1].isalnum():
+            base = f"x{base}"
+        taken = {obj.name for obj in (self.accounts if model is ServiceAccount else self.apps)}
+        taken |= {choice.name for choice in self.new if choice.model is model}
+        name, number = base, 1
+        while name in taken:
+            number += 1
+            name = f"{base}-{number}"
+        return name
+
+    @staticmethod
+    def _ordered(candidates: list[Any], server: Server | None, server_id: str) -> list[Any]:
+        def rank(obj: Any) -> tuple[int, int, int]:
+            linked = server is not None and any(s.pk == server.pk for s in obj.servers.all())
+            return (0 if linked else 1, 0 if obj.name == server_id else 1, obj.pk)
+
+        return sorted(candidates, key=rank)
+
+    @staticmethod
+    def _used_elsewhere(obj: Any, server: Server | None) -> bool:
+        return any(server is None or s.pk != server.pk for s in obj.servers.all())
+
+    def _reuse(self, choice: CredentialChoice) -> CredentialChoice:
+        # Two servers of the file may reuse the same credential: one choice.
+        key = choice.identity
+        if key in self.touched:
+            earlier = self.touched[key]
+            earlier.values.update(choice.values)
+            earlier.changed = sorted(set(earlier.changed) | set(choice.changed))
+            return earlier
+        self.touched[key] = choice
+        return choice
+
+    def for_server(self, spec: ServerSpec, server: Server | None) -> CredentialChoice | None:
+        if isinstance(spec.auth, HttpAuth):
+            return self.service_account(spec, spec.auth, server)
+        if isinstance(spec.auth, OAuth):
+            return self.app_registration(spec, spec.auth, server)
+        return None
+
+    def service_account(
+        self, spec: ServerSpec, auth: HttpAuth, server: Server | None
+    ) -> CredentialChoice:
+        candidates = self._ordered(
+            [a for a in self.accounts if a.username == auth.username], server, spec.server_id
+        )
+        new = [
+            c
+            for c in self.new
+            if c.model is ServiceAccount and c.values["username"] == auth.username
+        ]
+        if auth.password is None:
+            if candidates:
+                return self._reuse(
+                    CredentialChoice(ServiceAccount, candidates[0], candidates[0].name, {})
+                )
+            if new:
+                return new[0]
+            self.plan.warnings.append(
+                f"server {spec.server_id}: the file gives no password for {auth.username}; "
+                "enter it in the admin (Service accounts) before the calendars can refresh"
+            )
+        else:
+            for account in candidates:
+                if account.password == auth.password:
+                    return self._reuse(CredentialChoice(ServiceAccount, account, account.name, {}))
+            for choice in new:
+                if choice.values["password"] == auth.password:
+                    return choice
+            if candidates and not self._used_elsewhere(candidates[0], server):
+                account = candidates[0]
+                return self._reuse(
+                    CredentialChoice(
+                        ServiceAccount,
+                        account,
+                        account.name,
+                        {"password": auth.password},
+                        ["password"],
+                    )
+                )
+        choice = CredentialChoice(
+            ServiceAccount,
+            None,
+            self._free_name(ServiceAccount, spec.server_id),
+            {"username": auth.username, "password": auth.password or ""},
+        )
+        self.new.append(choice)
+        return choice
+
+    def app_registration(
+        self, spec: ServerSpec, auth: OAuth, server: Server | None
+    ) -> CredentialChoice:
+        def same_app(values: dict[str, Any]) -> bool:
+            return (
+                values["flow"] == auth.flow
+                and values["tenant"] == auth.tenant
+                and values["client_id"] == auth.client_id
+                and values["authority"].rstrip("/") == auth.authority
+                and values["account"] == auth.account
+            )
+
+        candidates = self._ordered(
+            [
+                app
+                for app in self.apps
+                if same_app(
+                    {
+                        "flow": app.flow,
+                        "tenant": app.tenant,
+                        "client_id": app.client_id,
+                        "authority": app.authority,
+                        "account": app.account,
+                    }
+                )
+            ],
+            server,
+            spec.server_id,
+        )
+        new = [c for c in self.new if c.model is AppRegistration and same_app(c.values)]
+
+        def expiry_update(app: AppRegistration) -> tuple[dict[str, Any], list[str]]:
+            if auth.secret_element and app.secret_expires != auth.secret_expires:
+                return {"secret_expires": auth.secret_expires}, ["secret expiry"]
+            return {}, []
+
+        if auth.client_secret is None:
+            if candidates:
+                values, changed = expiry_update(candidates[0])
+                return self._reuse(
+                    CredentialChoice(
+                        AppRegistration, candidates[0], candidates[0].name, values, changed
+                    )
+                )
+            if new:
+                return new[0]
+            if auth.flow == AppRegistration.Flow.CLIENT_CREDENTIALS:
+                self.plan.warnings.append(
+                    f"server {spec.server_id}: the file gives no client secret; enter it in "
+                    "the admin (OAuth app registrations) before the calendars can refresh"
+                )
+        else:
+            for app in candidates:
+                if app.client_secret == auth.client_secret:
+                    values, changed = expiry_update(app)
+                    return self._reuse(
+                        CredentialChoice(AppRegistration, app, app.name, values, changed)
+                    )
+            for choice in new:
+                if choice.values["client_secret"] == auth.client_secret:
+                    return choice
+            if candidates and not self._used_elsewhere(candidates[0], server):
+                app = candidates[0]
+                return self._reuse(
+                    CredentialChoice(
+                        AppRegistration,
+                        app,
+                        app.name,
+                        {
+                            "client_secret": auth.client_secret,
+                            "secret_expires": auth.secret_expires,
+                            # A new secret: what was learned about the old one is void.
+                            "secret_expired_at": None,
+                            "expiry_notified_days": None,
+                        },
+                        ["client secret"]
+                        + (["secret expiry"] if app.secret_expires != auth.secret_expires else []),
+                    )
+                )
+        choice = CredentialChoice(
+            AppRegistration,
+            None,
+            self._free_name(AppRegistration, spec.server_id),
+            {
+                "flow": auth.flow,
+                "tenant": auth.tenant,
+                "client_id": auth.client_id,
+                "client_secret": auth.client_secret or "",
+                "secret_expires": auth.secret_expires,
+                "authority": auth.authority,
+                "account": auth.account,
+            },
+        )
+        if auth.flow == AppRegistration.Flow.DELEGATED:
+            self.plan.warnings.append(
+                f"server {spec.server_id}: {auth.account} must sign in once (delegated "
+                "access) before the calendars can refresh"
+            )
+        self.new.append(choice)
+        return choice
+
+
+# --- planning ---------------------------------------------------------------------
+
+
+def make_plan(config: Configuration) -> Plan:
+    """Compare the file with the database; nothing is written."""
+    plan = Plan(configuration=config)
+    servers = {
+        server.server_id: server
+        for server in Server.objects.select_related("service_account", "app_registration")
+    }
+    calendars = {
+        calendar.calendar_id: calendar
+        for calendar in Calendar.objects.select_related("server", "filter").prefetch_related(
+            "resources", "alarms"
+        )
+    }
+    credentials = _Credentials(plan)
+
+    server_changes: list[Change] = []
+    for spec in config.servers:
+        current = servers.get(spec.server_id)
+        choice = credentials.for_server(spec, current)
+        plan.credentials[spec.server_id] = choice
+        if current is None:
+            plan.servers_to_write.add(spec.server_id)
+            server_changes.append(
+                Change(
+                    "add", "server", spec.server_id, [spec.type, spec.base_uri or spec.autodiscover]
+                )
+            )
+        else:
+            details = _server_differences(current, spec, choice)
+            if details:
+                plan.servers_to_write.add(spec.server_id)
+                server_changes.append(Change("change", "server", spec.server_id, details))
+        if (
+            spec.type == Server.Type.EWS
+            and Server(type=spec.type, base_uri=spec.base_uri).points_at_exchange_online_ews
+        ):
+            plan.warnings.append(f"server {spec.server_id}: {EXCHANGE_ONLINE_EWS_WARNING}")
+
+    credential_changes: list[Change] = []
+    for choice in [*credentials.new, *credentials.touched.values()]:
+        kind = "service account" if choice.model is ServiceAccount else "app registration"
+        if choice.existing is None:
+            summary = choice.values.get("username") or choice.values.get("client_id", "")
+            credential_changes.append(Change("add", kind, choice.name, [summary]))
+        elif choice.changed:
+            credential_changes.append(Change("change", kind, choice.name, choice.changed))
+
+    calendar_changes: list[Change] = []
+    named = set()
+    for calendar_spec in config.calendars:
+        named.add(calendar_spec.calendar_id)
+        current_calendar = calendars.get(calendar_spec.calendar_id)
+        wanted = _wanted_calendar_state(calendar_spec, current_calendar)
+        if current_calendar is None:
+            plan.calendars_to_write.add(calendar_spec.calendar_id)
+            rooms = len(calendar_spec.resources)
+            calendar_changes.append(
+                Change(
+                    "add",
+                    "calendar",
+                    calendar_spec.calendar_id,
+                    [f"server {calendar_spec.server_id}", f"{rooms} room(s)"],
+                )
+            )
+            continue
+        details = _calendar_differences(_calendar_state(current_calendar), wanted)
+        if details:
+            plan.calendars_to_write.add(calendar_spec.calendar_id)
+            calendar_changes.append(
+                Change("change", "calendar", calendar_spec.calendar_id, details)
+            )
+    for calendar_id, calendar in sorted(calendars.items()):
+        if calendar_id not in named:
+            plan.calendars_to_remove.append(calendar)
+            calendar_changes.append(Change("remove", "calendar", calendar_id))
+
+    named_servers = {spec.server_id for spec in config.servers}
+    for server_id, server in sorted(servers.items()):
+        if server_id not in named_servers:
+            plan.servers_to_remove.append(server)
+            server_changes.append(Change("remove", "server", server_id))
+
+    plan.changes = credential_changes + server_changes + calendar_changes
+    return plan
+
+
+# --- applying ----------------------------------------------------------------------
+
+
+def _save_credential(choice: CredentialChoice) -> ServiceAccount | AppRegistration:
+    if choice.saved is not None:
+        return choice.saved
+    if choice.existing is None:
+        obj = choice.model(name=choice.name, **choice.values)
+        obj.save()
+    else:
+        obj = choice.existing
+        for name, value in choice.values.items():
+            setattr(obj, name, value)
+        if choice.values:
+            obj.save()
+    choice.saved = obj
+    return obj
+
+
+def apply_plan(plan: Plan) -> None:
+    """Write the plan, all or nothing."""
+    config = plan.configuration
+    with transaction.atomic():
+        for choice in plan.credentials.values():
+            if choice is not None:
+                _save_credential(choice)
+        for calendar in plan.calendars_to_remove:
+            calendar.delete()
+
+        servers = {server.server_id: server for server in Server.objects.all()}
+        for spec in config.servers:
+            if spec.server_id in plan.servers_to_write:
+                servers[spec.server_id] = _write_server(
+                    spec, servers.get(spec.server_id), plan.credentials[spec.server_id]
+                )
+
+        calendars = {calendar.calendar_id: calendar for calendar in Calendar.objects.all()}
+        for calendar_spec in config.calendars:
+            if calendar_spec.calendar_id in plan.calendars_to_write:
+                _write_calendar(
+                    calendar_spec,
+                    calendars.get(calendar_spec.calendar_id),
+                    servers[calendar_spec.server_id],
+                )
+
+        for server in plan.servers_to_remove:
+            server.delete()
+
+
+def _write_server(
+    spec: ServerSpec, server: Server | None, choice: CredentialChoice | None
+) -> Server:
+    if server is None:
+        server = Server(server_id=spec.server_id)
+    elif (server.type, server.base_uri, server.autodiscover) != (
+        spec.type,
+        spec.base_uri,
+        spec.autodiscover,
+    ):
+        # Another endpoint: what was learned about the old one no longer holds.
+        server.ews_version = ""
+        server.ews_endpoint = ""
+        server.ews_endpoint_discovered = None
+    server.type = spec.type
+    server.base_uri = spec.base_uri
+    server.label = spec.label
+    server.autodiscover = spec.autodiscover
+    if isinstance(spec.auth, HttpAuth):
+        server.http_scheme = spec.auth.scheme
+    credential = choice.saved if choice is not None else None
+    server.service_account = credential if isinstance(credential, ServiceAccount) else None
+    server.app_registration = credential if isinstance(credential, AppRegistration) else None
+    server.save()
+    return server
+
+
+def _write_calendar(spec: CalendarSpec, calendar: Calendar | None, server: Server) -> None:
+    before = _calendar_state(calendar) if calendar is not None else None
+    wanted = _wanted_calendar_state(spec, calendar)
+    if calendar is None:
+        calendar = Calendar(calendar_id=spec.calendar_id)
+    calendar.server = server
+    for name in P.CALENDAR_FIELDS:
+        if name == "feed_key" and wanted[name] is None:
+            continue  # a new calendar keeps the random key it was born with
+        setattr(calendar, name, wanted[name])
+    calendar.save()
+
+    if before is None or before["resources"] != wanted["resources"]:
+        calendar.resources.all().delete()
+        Resource.objects.bulk_create(
+            Resource(calendar=calendar, address=address, position=position)
+            for position, address in enumerate(wanted["resources"])
+        )
+    Filter.objects.update_or_create(calendar=calendar, defaults=wanted["filter"])
+    for edge in (Alarm.Edge.START, Alarm.Edge.END):
+        if edge in wanted["alarms"]:
+            related, offset = wanted["alarms"][edge]
+            Alarm.objects.update_or_create(
+                calendar=calendar, edge=edge, defaults={"related": related, "offset": offset}
+            )
+        else:
+            Alarm.objects.filter(calendar=calendar, edge=edge).delete()

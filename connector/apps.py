@@ -9,6 +9,11 @@ class ConnectorConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from connector import checks  # noqa: F401  (registers the system checks)
+        from connector.roles import create_roles
+
+        post_migrate.connect(create_roles, sender=self, dispatch_uid="connector.create_roles")
+
         # Signals keeping refreshes in step with calendars; the dispatcher's schedule.
         from connector import schedules
 

@@ -246,6 +246,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "connector.context_processors.secret_expiry",
             ],
         },
     },

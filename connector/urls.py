@@ -1,10 +1,22 @@
 from django.contrib import admin
 from django.urls import path
 
-from connector.views import feed
+from connector.views import console, feed, graph_switch, health, metrics, status
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("ical/<str:calendar_id>.ics", feed.feed, name="feed"),
     path("plugnCast/.applets/.ews-calendar/2ical.php", feed.legacy_feed, name="legacy-feed"),
+    path("status/", status.status_page, name="status"),
+    path("status/fragment/", status.status_fragment, name="status-fragment"),
+    path("console/<str:calendar_id>/", console.console, name="console"),
+    path("console/<str:calendar_id>/refresh/", console.refresh_now, name="console-refresh"),
+    path(
+        "servers/<str:server_id>/switch-to-graph/",
+        graph_switch.switch_page,
+        name="switch-to-graph",
+    ),
+    path("servers/<str:server_id>/compare/", graph_switch.compare_page, name="compare-graph"),
+    path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
 ]

@@ -1,0 +1,35 @@
+"""System checks: ``manage.py check`` (and every command that runs checks) warns of secrets.
+
+connector.W001: a client secret expires within SECRET_EXPIRY_WARNING_DAYS.
+connector.W002: a client secret has expired (or the identity platform refused it as expired).
+
+Both are warnings, not errors: an error would stop ``migrate`` and the server
+from starting, and the application must keep serving its last snapshots.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import CheckMessage, Tags, Warning, register
+from django.db import DatabaseError
+
+CONNECTOR_TAG = "connector"
+
+
+@register(CONNECTOR_TAG, Tags.security)
+def check_secret_expiry(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from connector.expiry import RENEW_HINT, secret_warnings
+
+    try:
+        warnings = secret_warnings()
+    except DatabaseError:
+        # No database yet (before the first migrate): nothing to say.
+        return []
+    messages: list[CheckMessage] = []
+    for item in warnings:
+        if item.status == "expired":
+            messages.append(Warning(item.message, hint=RENEW_HINT, id="connector.W002"))
+        else:
+            messages.append(Warning(item.message, hint=RENEW_HINT, id="connector.W001"))
+    return messages

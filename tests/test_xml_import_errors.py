@@ -245,3 +245,13 @@ def test_bad_values_of_every_kind_are_reported(db: None) -> None:
         "line 24: calendar 'c': a <param> needs a name attribute",
         "line 26: a <calendar> needs an id attribute",
     ]
+
+
+def test_problems_of_an_earlier_file_do_not_leak_into_the_next(db: None) -> None:
+    # lxml keeps a per-thread error log; each file must be judged on its own.
+    refused(read("invalid_malformed.xml"))
+
+    assert refused(b"<configuration>\n<servers>\n</configuration>") == [
+        "line 3: malformed XML: Opening and ending tag mismatch: servers line 2 and configuration"
+    ]
+    xmlconfig.import_configuration(read("undeclared_prefixes.xml"), dry_run=True)

@@ -169,10 +169,13 @@ def parse_xml(data: bytes) -> etree._Element:
     problems = _refuse_declarations(data) + _check_utf8(data)
     if problems:
         raise ConfigError(problems)
+    parser = _parser()
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
-        errors = [entry for entry in exc.error_log if entry.level_name in ("ERROR", "FATAL")]
+        # The parser's own log: the exception's may also hold errors of
+        # documents parsed before in this thread.
+        errors = [entry for entry in parser.error_log if entry.level_name in ("ERROR", "FATAL")]
         if errors and all(entry.type_name == "NS_ERR_UNDEFINED_NAMESPACE" for entry in errors):
             # Prefixes used without a namespace declaration: matching by local
             # name makes them harmless, so read the file anyway.

@@ -104,7 +104,8 @@ def parse_admins(raw: list[str], name: str = "ADMINS") -> list[tuple[str, str]]:
 
 # --- where things live --------------------------------------------------------
 
-DATA_DIR = Path(str(_read("DATA_DIR", str, str(BASE_DIR / "data")))).resolve()
+# An empty DATA_DIR (an unset shell variable) means the default, not the current directory.
+DATA_DIR = Path(str(_read("DATA_DIR", str, "") or BASE_DIR / "data")).resolve()
 try:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
 except OSError as exc:

@@ -181,3 +181,15 @@ def test_postgres_url_selects_postgresql(tmp_path: Path) -> None:
 
     assert values["ENGINE"] == "django.db.backends.postgresql"
     assert values["NAME"] == "ews"
+
+
+def test_empty_data_dir_means_the_default_not_the_current_directory(tmp_path: Path) -> None:
+    # Keys from the environment, so that nothing is written to the repository's data/.
+    values = settings_of(
+        tmp_path,
+        DATA_DIR="",
+        SECRET_KEY="fake-secret-django-key-" + "y" * 40,
+        FIELD_ENCRYPTION_KEY=Fernet.generate_key().decode(),
+    )
+
+    assert values["NAME"] == str(REPO / "data" / "db.sqlite3")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import threading
+import time
 from dataclasses import dataclass, replace
 
 from tests.fakes import ews_soap as soap
@@ -90,6 +91,7 @@ class FakeExchange(FakeHTTPServer):
         self.organizer_smtp_in_find_item = True  # False: X500 addresses, as Exchange Online
         self.autodiscover_url = ""  # what autodiscover answers; default: this server
         self.ops: list[OpRecord] = []
+        self.work_time = 0.0  # seconds each SOAP answer takes, counted as in flight
         self.in_flight = 0  # SOAP requests being answered right now
         self.max_in_flight = 0  # the most answered at once
         self._busy: list[int] = []
@@ -229,6 +231,8 @@ class FakeExchange(FakeHTTPServer):
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            if self.work_time:
+                time.sleep(self.work_time)
             return self._soap(soap_request, outcome, request.connection_id)
         finally:
             with self._lock:

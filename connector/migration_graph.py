@@ -199,30 +199,44 @@ def _when(record: EventRecord) -> str:
 
 
 def diff_events(ews: list[EventRecord], graph: list[EventRecord]) -> tuple[int, list[EventDiff]]:
-    """Match events by room, series UID and start; list what differs."""
+    """Match events by room, series UID and start; list what differs.
 
-    def keyed(records: list[EventRecord]) -> dict[tuple[str, str, str], EventRecord]:
-        return {(r.resource.lower(), r.uid, _instant(r)): r for r in records}
+    Events left unmatched are paired again by room, start and subject: EWS
+    and Graph may name a recurring meeting's UID differently, and a screen
+    does not show UIDs.
+    """
 
-    left, right = keyed(ews), keyed(graph)
+    def by_uid(record: EventRecord) -> tuple[str, str, str]:
+        return (record.resource.lower(), record.uid, _instant(record))
+
+    def by_look(record: EventRecord) -> tuple[str, str, str]:
+        return (record.resource.lower(), _instant(record), record.subject)
+
+    left = {by_uid(record): record for record in ews}
+    right = {by_uid(record): record for record in graph}
+    pairs = [(left.pop(key), right.pop(key)) for key in list(left) if key in right]
+    spare = {by_look(record): record for record in right.values()}
+    for key, record in list(left.items()):
+        twin = spare.pop(by_look(record), None)
+        if twin is not None:
+            pairs.append((record, twin))
+            del left[key]
+            right = {k: v for k, v in right.items() if v is not twin}
     same = 0
     diffs = []
-    for key in sorted(left.keys() | right.keys(), key=lambda k: (k[2], k[0], k[1])):
-        a, b = left.get(key), right.get(key)
-        if a is not None and b is None:
-            diffs.append(EventDiff("missing", a.resource, _when(a), a.subject))
-        elif a is None and b is not None:
-            diffs.append(EventDiff("extra", b.resource, _when(b), b.subject))
-        elif a is not None and b is not None:
-            changes = tuple(
-                (name, _value(a, name), _value(b, name))
-                for name in COMPARED_FIELDS
-                if _value(a, name) != _value(b, name)
-            )
-            if changes:
-                diffs.append(EventDiff("changed", a.resource, _when(a), a.subject, changes))
-            else:
-                same += 1
+    for a, b in pairs:
+        changes = tuple(
+            (name, _value(a, name), _value(b, name))
+            for name in COMPARED_FIELDS
+            if _value(a, name) != _value(b, name)
+        )
+        if changes:
+            diffs.append(EventDiff("changed", a.resource, _when(a), a.subject, changes))
+        else:
+            same += 1
+    diffs += [EventDiff("missing", r.resource, _when(r), r.subject) for r in left.values()]
+    diffs += [EventDiff("extra", r.resource, _when(r), r.subject) for r in right.values()]
+    diffs.sort(key=lambda diff: (diff.when, diff.resource, diff.kind))
     return same, diffs
 
 

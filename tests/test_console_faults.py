@@ -1,0 +1,132 @@
+"""Each fault of the fake Exchange: the console names the failing step and the right hint."""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+from collections.abc import Callable
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from accounts.models import ServiceAccount
+from connector.models import Calendar, Resource, Server, Snapshot
+from tests.fakes.ews import FakeExchange
+from tests.fakes.identity import FakeIdentityPlatform
+from tests.fixtures.exchange import EWS_DELEGATE
+from tests.fixtures.identity import GRAPH_CLIENT_ID
+from tests.fixtures.users import TEST_PASSWORD
+
+
+def wrong_password(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    server: Server = request.getfixturevalue("ews_server")
+    ServiceAccount.objects.filter(pk=server.service_account_id).update(
+        password="fake-wrong-password"
+    )
+    return server
+
+
+def access_denied(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    fake.revoke(EWS_DELEGATE, "room-a@contoso.com")
+    return request.getfixturevalue("ews_server")
+
+
+def unknown_mailbox(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    return request.getfixturevalue("ews_server")  # the calendar names nobody@contoso.com
+
+
+def impersonation_denied(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    fake.app_impersonation = False
+    return request.getfixturevalue("ews_oauth_server")
+
+
+def expired_secret(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    identity: FakeIdentityPlatform = request.getfixturevalue("fake_identity")
+    identity.expire_secret(GRAPH_CLIENT_ID)
+    return request.getfixturevalue("ews_oauth_server")
+
+
+def busy(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    # Exchange asks to back off for ten minutes: longer than any refresh may wait.
+    fake.inject_busy(count=20, back_off_ms=600_000)
+    return request.getfixturevalue("ews_server")
+
+
+def down(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    fake.faults.down = True
+    return request.getfixturevalue("ews_server")
+
+
+FAULTS: list[tuple[str, Callable[[pytest.FixtureRequest, FakeExchange], Server], str, str, str]] = [
+    # name, set-up, failing step, error code, words of the hint
+    (
+        "wrong password",
+        wrong_password,
+        "connection",
+        "wrong-password",
+        "Check the username and password",
+    ),
+    ("access denied", access_denied, "request", "ErrorAccessDenied", "Add-MailboxPermission"),
+    (
+        "unknown mailbox",
+        unknown_mailbox,
+        "request",
+        "ErrorNonExistentMailbox",
+        "primary SMTP address",
+    ),
+    (
+        "impersonation denied",
+        impersonation_denied,
+        "connection",
+        "ErrorImpersonateUserDenied",
+        "full_access_as_app",
+    ),
+    ("expired secret", expired_secret, "token", "AADSTS7000222", "New client secret"),
+    ("busy", busy, "connection", "ErrorServerBusy", "throttling"),
+    ("down", down, "connection", "connection", "Exchange is down, or a firewall"),
+]
+
+
+@pytest.mark.parametrize(
+    ("setup", "step", "code", "hint"),
+    [pytest.param(setup, step, code, hint, id=name) for name, setup, step, code, hint in FAULTS],
+)
+def test_console_shows_the_failing_step_and_hint(
+    request: pytest.FixtureRequest,
+    client: Client,
+    staff_user: User,
+    fake_ews: FakeExchange,
+    setup: Callable[[pytest.FixtureRequest, FakeExchange], Server],
+    step: str,
+    code: str,
+    hint: str,
+) -> None:
+    server = setup(request, fake_ews)
+    calendar = Calendar.objects.create(calendar_id="lobby", server=server)
+    room = "nobody@contoso.com" if setup is unknown_mailbox else "room-a@contoso.com"
+    Resource.objects.create(calendar=calendar, address=room)
+    client.login(username="staff", password=TEST_PASSWORD)
+
+    page = client.get("/console/lobby/")
+    text = htmllib.unescape(page.content.decode())
+    assert page.status_code == 200
+    assert 'data-outcome="failing"' in text
+    failed = re.search(r"Failed at the (\w+) step:</strong>(.*?)<code>(.*?)</code>", text, re.S)
+    assert failed is not None, text[:2000]
+    assert (failed.group(1), failed.group(3)) == (step, code)
+    assert hint in text
+    assert "fake-password" not in text and "fake-secret" not in text and "fake-wrong" not in text
+    assert not Snapshot.objects.exists()
+
+
+def test_every_fault_of_the_fake_is_covered() -> None:
+    assert {name for name, *_ in FAULTS} == {
+        "wrong password",
+        "access denied",
+        "unknown mailbox",
+        "impersonation denied",
+        "expired secret",
+        "busy",
+        "down",
+    }

@@ -478,7 +478,7 @@ class EwsSource:
                 )
             problems: list[str] = []
             for base in autodiscover_urls(target):
-                url = base + AUTODISCOVER_PATH.format(mailbox=quote(mailbox))
+                url = base + AUTODISCOVER_PATH.format(mailbox=quote(mailbox, safe="@"))
                 try:
                     response = requests.get(
                         url,

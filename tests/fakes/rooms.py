@@ -47,7 +47,8 @@ class FakeEvent:
         if not self.uid:
             self.uid = "040000008200E00074C5B7101A82E00800000000" + f"{number:032X}"
         if not self.item_id:
-            digest = hashlib.sha1(f"{self.uid}{self.start}".encode()).hexdigest()
+            # Unique per item: one meeting booked in two rooms is two items (two ids).
+            digest = hashlib.sha1(f"{self.uid}{self.start}{number}".encode()).hexdigest()
             self.item_id = "AAMkAD" + digest + "AAA="
         if not self.change_key:
             self.change_key = "DwAAABYAAA" + f"{number:08d}"

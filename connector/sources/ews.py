@@ -56,6 +56,7 @@ from exchangelib.services import FindItem, GetItem
 from exchangelib.util import TNS, is_xml
 from exchangelib.version import EXCHANGE_2010, EXCHANGE_2013, Build, Version
 
+from accounts.tokens import AccessToken, acquire_token, discard_token
 from connector.metrics import EXCHANGE_REQUESTS
 from connector.models import Calendar, Server
 from connector.models.servers import EXCHANGE_ONLINE_EWS_HOSTS
@@ -355,7 +356,10 @@ class EwsSource:
                 self.server,
                 error.code,
             )
-            fresh = self._discover(resource, failed=endpoint)
+            try:
+                fresh = self._discover(resource, failed=endpoint)
+            except SourceError:
+                raise error from None  # the endpoint's failure is the news, not autodiscover's
             if fresh == endpoint:
                 raise
             return self._fetch(fresh, resource, window, include_body, deadline)
@@ -364,10 +368,13 @@ class EwsSource:
         self, endpoint: str, resource: str, window: Window, include_body: bool, deadline: float
     ) -> list[EventRecord]:
         ctx = self._context(endpoint, resource)
+        token = self._token(endpoint) if self.credential.oauth else None
         connection: _Connection | None = None
         with self.trace.step("connect", f"Connect to {ctx.host}") as step:
             try:
                 connection = self._connection(endpoint, resource, step)
+                if token is not None:
+                    self._use_token(connection, token)
                 account = self._account(connection, resource)
                 with connection.policy.deadline(deadline):
                     self._learn_version(connection, step)
@@ -449,6 +456,14 @@ class EwsSource:
         return bool(self.server.autodiscover and not self.server.base_uri)
 
     def _endpoint(self, resource: str) -> str:
+        if not self.server.base_uri and not self.server.autodiscover:
+            raise SourceError(
+                f"The server {self.server} has neither a base URI nor an autodiscover value.",
+                code="no-endpoint",
+                hint="Give the base URI of Exchange (https://mail.example.com) or a mailbox "
+                "for autodiscover in the server's settings.",
+                step="connect",
+            )
         if not self._discovered:
             base = self.server.base_uri.rstrip("/")
             if base.lower().endswith("/ews/exchange.asmx"):
@@ -486,13 +501,18 @@ class EwsSource:
                         headers={"Accept": "application/json"},
                         allow_redirects=True,
                     )
-                    found = response.json().get("Url", "") if response.ok else ""
+                    answer = response.json() if response.ok else {}
+                    found = str(answer.get("Url") or "") if isinstance(answer, dict) else ""
                 except (requests.RequestException, ValueError) as exc:
                     error = network_error(exc, base, step="autodiscover")
                     problems.append(f"{base}: {error.message if error else type(exc).__name__}")
                     continue
                 if not found:
                     problems.append(f"{base}: HTTP {response.status_code}")
+                    continue
+                if urlsplit(found).scheme != "https" and urlsplit(base).scheme == "https":
+                    # Credentials never go in clear text to where an answer points.
+                    problems.append(f"{base}: refused the non-HTTPS endpoint {found}")
                     continue
                 step.note(f"{mailbox} → {found}")
                 if failed:
@@ -502,7 +522,7 @@ class EwsSource:
                 )
                 self.server.ews_endpoint = found
                 self.server.ews_endpoint_discovered = timezone.now()
-                return str(found)
+                return found
             raise SourceError(
                 f"Autodiscover found no EWS endpoint for {mailbox}.",
                 code="autodiscover",
@@ -535,8 +555,6 @@ class EwsSource:
                 step.note(f"pooled connection to {endpoint}")
         for previous in old:
             _close(previous)
-        if self.credential.oauth:
-            self._refresh_token(connection, endpoint)
         return connection
 
     def _connect(self, endpoint: str, resource: str) -> _Connection:
@@ -574,13 +592,13 @@ class EwsSource:
         protocol.RETRY_WAIT = RETRY_WAIT
         return _Connection(config=config, protocol=protocol, policy=policy, credentials=credentials)
 
-    def _refresh_token(self, connection: _Connection, endpoint: str) -> None:
-        from accounts.tokens import acquire_token
-
+    def _token(self, endpoint: str) -> AccessToken:
+        """The app's token for this Exchange; msal's cache serves it until shortly before expiry."""
         app = self.server.app_registration
         assert app is not None
-        scope = f"https://{urlsplit(endpoint).netloc}/.default"
-        token = acquire_token(app, scope, trace=self.trace)
+        return acquire_token(app, f"https://{urlsplit(endpoint).netloc}/.default", trace=self.trace)
+
+    def _use_token(self, connection: _Connection, token: AccessToken) -> None:
         with connection.lock:
             if token.token == connection.token:
                 return
@@ -600,8 +618,6 @@ class EwsSource:
 
     def _forget_token(self, connection: _Connection) -> None:
         """Exchange refused the token: the next fetch asks the identity platform anew."""
-        from accounts.tokens import discard_token
-
         app = self.server.app_registration
         if app is not None and connection.token:
             discard_token(app, connection.token)

@@ -89,7 +89,7 @@ class _Client:
     def __init__(self, app: AppRegistration) -> None:
         self.session = _CountingSession()
         self.cache = msal.SerializableTokenCache()
-        self.loaded_stamp: dt.datetime | None = None  # TokenCache.updated last loaded or saved
+        self.shared_text = ""  # the shared cache as last loaded or saved by this process
         self.lock = threading.Lock()
         host = (urlsplit(app.authority).hostname or "").lower()
         self.msal = msal.ConfidentialClientApplication(
@@ -147,20 +147,22 @@ def _cached_token(client: _Client, scopes: list[str]) -> dict[str, Any] | None:
 
 
 def _load_shared_cache(client: _Client, app: AppRegistration) -> None:
-    row = TokenCache.objects.filter(app_registration_id=app.pk).first()
-    if row is not None and row.updated != client.loaded_stamp and row.data:
-        client.cache.deserialize(row.data)
-        client.loaded_stamp = row.updated
+    """Take the database's copy when another process changed it since we last looked."""
+    data = (
+        TokenCache.objects.filter(app_registration_id=app.pk).values_list("data", flat=True).first()
+    )
+    if data and data != client.shared_text:
+        client.cache.deserialize(data)
+        client.shared_text = data
 
 
 def _save_shared_cache(client: _Client, app: AppRegistration) -> None:
     if not client.cache.has_state_changed:
         return
+    text = client.cache.serialize()
     with transaction.atomic():
-        row, _ = TokenCache.objects.update_or_create(
-            app_registration_id=app.pk, defaults={"data": client.cache.serialize()}
-        )
-    client.loaded_stamp = row.updated
+        TokenCache.objects.update_or_create(app_registration_id=app.pk, defaults={"data": text})
+    client.shared_text = text
     client.cache.has_state_changed = False
 
 

@@ -11,7 +11,7 @@ class SecretInput(forms.PasswordInput):
     """A password box that never renders the stored value.
 
     Left empty on an existing object, the stored secret is kept
-    (see accounts.admin.KeepSecretMixin).
+    (see accounts.admin.KeepSecretsForm).
     """
 
     def __init__(self, attrs: dict[str, Any] | None = None) -> None:

@@ -129,7 +129,9 @@ class Resource(models.Model):
         return self.address
 
     def clean(self) -> None:
-        server = getattr(self.calendar, "server", None) if self.calendar_id else None
+        # The calendar may not be saved yet (a new calendar in the admin): its
+        # server is known all the same. getattr: a missing relation is None.
+        server = getattr(getattr(self, "calendar", None), "server", None)
         if server is not None and server.type == Server.Type.ICS:
             return
         try:

@@ -1,0 +1,356 @@
+"""Admin of servers and calendars (with their resources, filters and alarms inline).
+
+Other features hook in here by small additions: an action in ``actions``, a
+link in ``readonly_fields``, a URL in ``get_urls``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import models
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path
+from django.utils.html import format_html
+
+from accounts.admin import KeepSecretsForm
+from connector import xmlconfig
+from connector.models import Alarm, Calendar, Filter, Resource, Server
+from connector.models.calendars import FREE_BUSY, IMPORTANCES, SENSITIVITIES, new_feed_key
+from connector.models.servers import EXCHANGE_ONLINE_EWS_WARNING
+from connector.validators import normalize_list, split_list
+from connector.views import config as config_views
+
+# --- servers -------------------------------------------------------------------
+
+
+@admin.register(Server)
+class ServerAdmin(admin.ModelAdmin):
+    list_display = (
+        "server_id",
+        "label",
+        "type",
+        "endpoint",
+        "credential",
+        "calendar_count",
+        "exchange_online_ews",
+    )
+    list_filter = ("type", "http_scheme")
+    search_fields = ("server_id", "label", "base_uri", "autodiscover")
+    list_select_related = ("service_account", "app_registration")
+    readonly_fields = ("ews_version", "ews_endpoint", "ews_endpoint_discovered", "updated")
+    fieldsets = (
+        (None, {"fields": ("server_id", "type", "label")}),
+        ("Where", {"fields": ("base_uri", "autodiscover")}),
+        (
+            "Authentication",
+            {
+                "fields": ("service_account", "http_scheme", "app_registration"),
+                "description": "On-premises EWS: a service account and its HTTP scheme. "
+                "Exchange Online (EWS or Graph): an app registration.",
+            },
+        ),
+        (
+            "Learned while connecting",
+            {
+                "classes": ("collapse",),
+                "fields": ("ews_version", "ews_endpoint", "ews_endpoint_discovered", "updated"),
+            },
+        ),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Server]:
+        return super().get_queryset(request).annotate(_calendar_count=Count("calendars"))
+
+    @admin.display(description="calendars", ordering="_calendar_count")
+    def calendar_count(self, obj: Server) -> int:
+        return getattr(obj, "_calendar_count", 0)
+
+    @admin.display(description="endpoint")
+    def endpoint(self, obj: Server) -> str:
+        if obj.base_uri:
+            return obj.base_uri
+        return f"autodiscover: {obj.autodiscover}" if obj.autodiscover else ""
+
+    @admin.display(description="credential")
+    def credential(self, obj: Server) -> str:
+        if obj.service_account_id and obj.service_account:
+            return f"{obj.service_account.name} ({obj.get_http_scheme_display()})"
+        if obj.app_registration_id and obj.app_registration:
+            return obj.app_registration.name
+        return "none"
+
+    @admin.display(description="EWS in Exchange Online", boolean=False)
+    def exchange_online_ews(self, obj: Server) -> str:
+        if not obj.points_at_exchange_online_ews:
+            return ""
+        return format_html(
+            '<span class="status status-expiring" title="{}">ends 2027-04-01</span>',
+            EXCHANGE_ONLINE_EWS_WARNING,
+        )
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "GET":
+            server = self.get_object(request, object_id)
+            if server is not None and server.points_at_exchange_online_ews:
+                messages.warning(request, EXCHANGE_ONLINE_EWS_WARNING)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if request.method == "GET":
+            flagged = [
+                server.server_id
+                for server in Server.objects.filter(type=Server.Type.EWS)
+                if server.points_at_exchange_online_ews
+            ]
+            if flagged:
+                messages.warning(
+                    request,
+                    f"{EXCHANGE_ONLINE_EWS_WARNING} Servers concerned: {', '.join(flagged)}.",
+                )
+        return super().changelist_view(request, extra_context)
+
+
+# --- calendars ----------------------------------------------------------------
+
+
+class CommaListField(forms.MultipleChoiceField):
+    """Check boxes in the form, a comma list ('Personal,Private') in the model."""
+
+    widget = forms.CheckboxSelectMultiple
+
+    def __init__(self, choices: list[str], model_field: str, **kwargs: Any) -> None:
+        self.names = list(choices)
+        field = Filter._meta.get_field(model_field)
+        assert isinstance(field, models.Field)
+        # Declared fields do not inherit the model's default: a new calendar's
+        # boxes must show it (the mask of private events, privacy by default).
+        kwargs.setdefault("initial", field.get_default())
+        kwargs.setdefault("help_text", field.help_text)
+        kwargs.setdefault("label", str(field.verbose_name).capitalize())
+        super().__init__(choices=[(name, name) for name in choices], **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return split_list(normalize_list(value, self.names))
+        return value
+
+    def clean(self, value: Any) -> str:  # type: ignore[override]
+        return normalize_list(",".join(super().clean(value)), self.names)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        before = normalize_list(
+            initial if isinstance(initial, str) else ",".join(initial or []), self.names
+        )
+        after = normalize_list(",".join(data or []), self.names)
+        return before != after
+
+
+class FilterForm(forms.ModelForm):
+    sensitivity = CommaListField(SENSITIVITIES, "sensitivity", required=False)
+    importance = CommaListField(IMPORTANCES, "importance", required=False)
+    free_busy = CommaListField(FREE_BUSY, "free_busy", required=False)
+    mask_sensitivity = CommaListField(SENSITIVITIES, "mask_sensitivity", required=False)
+
+    class Meta:
+        model = Filter
+        fields = [
+            "is_cancelled",
+            "is_draft",
+            "is_meeting",
+            "sensitivity",
+            "importance",
+            "free_busy",
+            "subject",
+            "mask_sensitivity",
+            "detail_level",
+        ]
+
+
+class FilterInline(admin.StackedInline):
+    model = Filter
+    form = FilterForm
+    can_delete = False
+    max_num = 1
+    extra = 1
+    verbose_name_plural = "filters and privacy"
+
+
+class ResourceInline(admin.TabularInline):
+    model = Resource
+    fields = ("address", "position")
+    ordering = ("position", "id")
+    extra = 1
+    verbose_name = "room (resource)"
+    verbose_name_plural = "rooms (resources): merged into one feed; none = the account's own"
+
+
+class AlarmInline(admin.TabularInline):
+    model = Alarm
+    fields = ("edge", "related", "offset")
+    max_num = 2
+    extra = 0
+    verbose_name_plural = "display alarms (when an event appears and disappears on screen)"
+
+
+class CalendarForm(KeepSecretsForm):
+    secret_fields = ("password",)
+
+    class Meta:
+        model = Calendar
+        fields = [
+            "calendar_id",
+            "server",
+            "label",
+            "request_window",
+            "cache_persistence",
+            "send_cache_on_server_error",
+            "timezone",
+            "include_body",
+            "username",
+            "password",
+        ]
+
+    def keep_secret(self, name: str, cleaned: dict[str, Any]) -> bool:
+        # Clearing the username removes the calendar's own credentials altogether.
+        return bool(cleaned.get("username"))
+
+
+@admin.register(Calendar)
+class CalendarAdmin(admin.ModelAdmin):
+    form = CalendarForm
+    inlines = [ResourceInline, FilterInline, AlarmInline]
+    list_display = (
+        "calendar_id",
+        "label",
+        "server",
+        "rooms",
+        "request_window",
+        "cache_persistence",
+        "updated",
+    )
+    list_filter = (
+        "server__type",
+        "server",
+        "send_cache_on_server_error",
+        "filter__detail_level",
+    )
+    search_fields = ("calendar_id", "label", "resources__address", "server__server_id")
+    list_select_related = ("server",)
+    readonly_fields = ("feed_key", "updated")
+    actions = ["export_selected", "export_selected_with_secrets", "new_feed_keys"]
+    fieldsets = (
+        (None, {"fields": ("calendar_id", "server", "label")}),
+        (
+            "Fetching",
+            {
+                "fields": (
+                    "request_window",
+                    "cache_persistence",
+                    "send_cache_on_server_error",
+                    "timezone",
+                    "include_body",
+                )
+            },
+        ),
+        (
+            "Own credentials (instead of the server's)",
+            {"classes": ("collapse",), "fields": ("username", "password")},
+        ),
+        ("Feed", {"fields": ("feed_key", "updated")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Calendar]:
+        return super().get_queryset(request).prefetch_related("resources")
+
+    @admin.display(description="rooms")
+    def rooms(self, obj: Calendar) -> str:
+        addresses = [resource.address for resource in obj.resources.all()]
+        if not addresses:
+            return "(account's own calendar)"
+        if len(addresses) > 2:
+            return f"{addresses[0]}, {addresses[1]} and {len(addresses) - 2} more"
+        return ", ".join(addresses)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # A calendar made here starts with the default filters, which mask
+        # private events (privacy by default), even when the filter form was
+        # left untouched and therefore not saved.
+        Filter.objects.get_or_create(calendar=form.instance)
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "import/",
+                wrap(config_views.import_upload),
+                name="connector_calendar_import",
+            ),
+            path(
+                "import/confirm/",
+                wrap(config_views.import_confirm),
+                name="connector_calendar_import_confirm",
+            ),
+            path(
+                "export/",
+                wrap(config_views.export_download),
+                name="connector_calendar_export",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "can_import_config": config_views.can_import(request.user),
+            "can_export_config": config_views.can_export(request.user),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if not config_views.can_export(request.user):
+            actions.pop("export_selected", None)
+        if not config_views.can_export(request.user, include_secrets=True):
+            actions.pop("export_selected_with_secrets", None)
+        return actions
+
+    @admin.action(description="Export to configuration.xml")
+    def export_selected(self, request: HttpRequest, queryset: QuerySet[Calendar]) -> HttpResponse:
+        return config_views.xml_download(
+            xmlconfig.export_configuration(calendars=queryset, include_secrets=False)
+        )
+
+    @admin.action(description="Export to configuration.xml, with passwords and secrets")
+    def export_selected_with_secrets(
+        self, request: HttpRequest, queryset: QuerySet[Calendar]
+    ) -> HttpResponse:
+        return config_views.xml_download(
+            xmlconfig.export_configuration(calendars=queryset, include_secrets=True)
+        )
+
+    @admin.action(
+        permissions=["change"],
+        description="Give new feed keys (players outside the network need the new key)",
+    )
+    def new_feed_keys(self, request: HttpRequest, queryset: QuerySet[Calendar]) -> None:
+        count = 0
+        for calendar in queryset:
+            calendar.feed_key = new_feed_key()
+            calendar.save(update_fields=["feed_key", "updated"])
+            count += 1
+        self.message_user(request, f"{count} calendar(s) have a new feed key.")

@@ -11,6 +11,7 @@ from connector.models import Calendar
 
 
 class Command(BaseCommand):
+    requires_system_checks: list[str] = []  # a quick look; manage.py check is there for that
     help = (
         "Fetch a calendar live through the same pipeline as the refresh and show each step "
         "with its duration, every event kept or dropped, the alarms and what the screens "

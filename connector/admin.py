@@ -249,7 +249,7 @@ class CalendarAdmin(admin.ModelAdmin):
     search_fields = ("calendar_id", "label", "resources__address", "server__server_id")
     list_select_related = ("server",)
     readonly_fields = ("feed_key", "updated")
-    actions = ["export_selected", "export_selected_with_secrets", "new_feed_keys"]
+    actions = ["refresh_now", "export_selected", "export_selected_with_secrets", "new_feed_keys"]
     fieldsets = (
         (None, {"fields": ("calendar_id", "server", "label")}),
         (
@@ -354,3 +354,21 @@ class CalendarAdmin(admin.ModelAdmin):
             calendar.save(update_fields=["feed_key", "updated"])
             count += 1
         self.message_user(request, f"{count} calendar(s) have a new feed key.")
+
+    # "Refresh now" and the "Test" button (templates/admin/connector/calendar/change_form.html)
+    # are for administrators and signage staff (connector.roles).
+    def has_refresh_permission(self, request: HttpRequest) -> bool:
+        from connector.roles import can_operate
+
+        return can_operate(request.user)
+
+    @admin.action(
+        permissions=["refresh"],
+        description="Refresh now (read Exchange and replace the feed's snapshot)",
+    )
+    def refresh_now(self, request: HttpRequest, queryset: QuerySet[Calendar]) -> None:
+        from connector.refresh import refresh_calendars
+
+        for outcome in refresh_calendars(queryset.select_related("server")):
+            level = messages.SUCCESS if outcome.ok else messages.ERROR
+            self.message_user(request, outcome.line(), level=level)

@@ -293,3 +293,16 @@ def test_feed_requests_are_counted_by_status(client, room_calendar, fake_graph) 
 def test_head_is_answered_and_post_refused(client, room_calendar, fake_graph) -> None:  # type: ignore[no-untyped-def]
     assert client.head("/ical/rooms.ics").status_code == 200
     assert client.post("/ical/rooms.ics").status_code == 405
+
+
+def test_php_connector_debug_mode_hands_over_to_the_console(
+    client, room_calendar, fake_graph, staff_user
+) -> None:  # type: ignore[no-untyped-def]
+    url = "/plugnCast/.applets/.ews-calendar/2ical.php?calendarId=rooms&debug=yes"
+    anonymous = client.get(url)
+    assert anonymous.status_code == 302  # to the login page, never the trace
+    assert "login" in anonymous["Location"]
+    client.force_login(staff_user)
+    traced = client.get(url)
+    assert traced.status_code == 200
+    assert not traced["Content-Type"].startswith("text/calendar")

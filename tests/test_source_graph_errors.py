@@ -147,3 +147,21 @@ def test_missing_app_registration(graph_server: Server, fake_graph: FakeGraph) -
     error = fail(graph_server)
     assert error.code == "no-credentials"
     assert "Calendars.Read" in error.hint
+
+
+def test_a_next_page_on_another_host_is_not_followed(
+    graph_server: Server, fake_graph: FakeGraph
+) -> None:
+    # Reached as localhost, the fake writes its next links for 127.0.0.1: another
+    # host, which must not receive our token.
+    other_name = fake_graph.url.replace("127.0.0.1", "localhost")
+    fake_graph.extra_audiences.add(other_name)
+    graph_server.base_uri = other_name
+    graph_server.save()
+    fake_graph.max_page_size = 8
+
+    error = fail(graph_server)
+
+    assert error.code == "bad-response"
+    assert "another host" in error.message
+    assert len(fake_graph.calendar_view_requests()) == 1

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from django.conf import settings
@@ -225,6 +225,14 @@ class GraphSource:
             pages += 1
             url = payload.get("@odata.nextLink")
             params = None  # the next link carries every parameter
+            if url is not None and urlsplit(url).netloc != urlsplit(self.base).netloc:
+                # Our bearer token goes with the request: never to another host.
+                raise SourceError(
+                    f"Graph's next page of {resource} points to another host.",
+                    code="bad-response",
+                    hint="Something between this server and Microsoft Graph rewrites its "
+                    "answers: check the base URI and any proxy.",
+                )
         return events, pages, sent
 
     def _get(

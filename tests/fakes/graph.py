@@ -57,6 +57,7 @@ class FakeGraph(FakeHTTPServer):
         self.rooms = rooms if rooms is not None else build_rooms(today or dt.date.today())
         self.page_size = 10  # without $top
         self.max_page_size = MAX_TOP  # Graph may send fewer items than $top asks
+        self.extra_audiences: set[str] = set()  # other names tokens may be issued for
         self.work_time = 0.0  # seconds each calendarView answer takes, counted as in flight
         # client id -> permissions granted with admin consent
         self.permissions: dict[str, set[str]] = defaultdict(set)
@@ -113,7 +114,10 @@ class FakeGraph(FakeHTTPServer):
                 headers={"WWW-Authenticate": 'Bearer realm="", error="invalid_token"'},
             )
         issued = self.identity.token_info(token)
-        if issued is None or not self.identity.is_valid_token(token, audience=self.url):
+        audiences = {self.url} | self.extra_audiences
+        if issued is None or not any(
+            self.identity.is_valid_token(token, audience=audience) for audience in audiences
+        ):
             return _error(
                 401,
                 "InvalidAuthenticationToken",

@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.forms import SecretInput
@@ -147,11 +148,11 @@ class AppRegistrationAdmin(admin.ModelAdmin):
     )
     list_filter = ("flow", SecretExpiryFilter, "reauth_needed", "authority")
     search_fields = ("name", "tenant", "client_id", "account")
-    readonly_fields = ("reauth_needed", "secret_expired_at", "created", "updated")
+    readonly_fields = ("reauth_needed", "sign_in", "secret_expired_at", "created", "updated")
     fieldsets = (
         (None, {"fields": ("name", "flow", "tenant", "client_id", "authority")}),
         ("Client secret", {"fields": ("client_secret", "secret_expires", "secret_expired_at")}),
-        ("Delegated sign-in", {"fields": ("account", "reauth_needed")}),
+        ("Delegated sign-in", {"fields": ("account", "reauth_needed", "sign_in")}),
         (None, {"fields": ("created", "updated")}),
     )
 
@@ -161,6 +162,23 @@ class AppRegistrationAdmin(admin.ModelAdmin):
     @admin.display(description="servers", ordering="_server_count")
     def server_count(self, obj: AppRegistration) -> int:
         return getattr(obj, "_server_count", 0)
+
+    @admin.display(description="sign-in")
+    def sign_in(self, obj: AppRegistration) -> str:
+        """The delegated flow's "Sign in" link, with where the sign-in stands."""
+        if obj.pk is None or obj.flow != AppRegistration.Flow.DELEGATED:
+            return "For the delegated flow: save it, then sign in here."
+        if obj.reauth_needed:
+            state = "Re-authentication needed: the sign-in stopped working."
+        elif obj.refresh_token:
+            state = f"Signed in as {obj.account}." if obj.account else "Signed in."
+        else:
+            state = "Nobody has signed in yet."
+        return format_html(
+            '{} <a class="button" href="{}">Sign in</a>',
+            state,
+            reverse("accounts-sign-in", args=[obj.pk]),
+        )
 
     @admin.display(description="secret expires", ordering="secret_expires")
     def secret_expiry(self, obj: AppRegistration) -> str:

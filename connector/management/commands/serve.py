@@ -189,10 +189,15 @@ class Command(BaseCommand):
         url = open_url(bind)
         data_dir = Path(settings.DATA_DIR)
         self.stdout.write(f"Data in {data_dir}. Preparing the database and static files…")
-        call_command("migrate", interactive=False, verbosity=0)
-        call_command("collectstatic", interactive=False, verbosity=0)
-        ensure_signage_staff_group()
-        ensure_superuser(self.stdout, login_url=url)
+        try:
+            call_command("migrate", interactive=False, verbosity=0)
+            call_command("collectstatic", interactive=False, verbosity=0)
+            ensure_signage_staff_group()
+            ensure_superuser(self.stdout, login_url=url)
+        except KeyboardInterrupt:
+            # Ctrl-C before anything was started: nothing to stop, no traceback.
+            self.stderr.write("Interrupted.")
+            raise SystemExit(130) from None
 
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prepare_metrics_dir(data_dir))}
         env.setdefault("DJANGO_SETTINGS_MODULE", "connector.settings")

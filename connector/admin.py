@@ -24,6 +24,11 @@ from connector.models.servers import EXCHANGE_ONLINE_EWS_WARNING
 from connector.validators import normalize_list, split_list
 from connector.views import config as config_views
 
+# The name on every admin page, the status page and the console.
+admin.site.site_header = "ews-calendar"
+admin.site.site_title = "ews-calendar"
+admin.site.site_url = None  # no public site at "/": hide "View site" (a 404)
+
 # --- servers -------------------------------------------------------------------
 
 

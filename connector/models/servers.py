@@ -132,10 +132,10 @@ class Server(models.Model):
         return host in EXCHANGE_ONLINE_EWS_HOSTS
 
     def ews_url(self) -> str:
-        """The EWS endpoint: discovered, or <base URI>/EWS/Exchange.asmx."""
-        if self.ews_endpoint:
-            return self.ews_endpoint
+        """The EWS endpoint: <base URI>/EWS/Exchange.asmx, or the one autodiscover found."""
         base = self.base_uri.rstrip("/")
+        if not base:
+            return self.ews_endpoint
         if base.lower().endswith("/ews/exchange.asmx"):
             return base
         return f"{base}/EWS/Exchange.asmx"

@@ -70,7 +70,7 @@ def web(tmp_path, fake_ews):  # type: ignore[no-untyped-def]
             env=env,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,  # a loaded CI machine migrates slowly
         )
         assert done.returncode == 0, done.stderr
     port = _free_port()
@@ -95,12 +95,15 @@ def web(tmp_path, fake_ews):  # type: ignore[no-untyped-def]
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while True:
         try:
-            requests.get(f"{url}/ical/unknown.ics", timeout=2)
+            requests.get(f"{url}/ical/unknown.ics", timeout=5)
             break
         except requests.ConnectionError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("gunicorn did not start:\n" + (tmp_path / "gunicorn.log").read_text())
             time.sleep(0.2)  # waiting for a real process to listen
     yield url
     server.terminate()

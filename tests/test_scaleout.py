@@ -119,7 +119,7 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # a loaded CI machine migrates slowly
     )
 
 

@@ -149,7 +149,7 @@ def build_ics(info: FeedInfo, events: Iterable[FeedEvent], *, stamp: dt.datetime
     interval = dt.timedelta(seconds=max(info.refresh_interval, MIN_REFRESH_INTERVAL))
     calendar.add("refresh-interval", interval, parameters={"VALUE": "DURATION"})
     # The same hint for Outlook, which predates RFC 7986.
-    calendar.add("x-published-ttl", interval)
+    calendar.add("x-published-ttl", icalendar.vDuration(interval))
     for event in sorted(events, key=_sort_key):
         calendar.add_component(_vevent(event, info, stamp))
     return calendar.to_ical().decode("utf-8")

@@ -48,6 +48,7 @@ def test_calendar_properties(paris_room) -> None:  # type: ignore[no-untyped-def
     assert str(parsed["X-WR-CALNAME"]) == "Salle A"
     text = parsed.to_ical().decode()
     assert "REFRESH-INTERVAL;VALUE=DURATION:PT5M" in text
+    assert "X-PUBLISHED-TTL:PT5M" in text
 
 
 def test_calendar_name_defaults_to_id(paris_room) -> None:  # type: ignore[no-untyped-def]

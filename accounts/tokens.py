@@ -18,8 +18,9 @@ import re
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import msal
@@ -207,40 +208,83 @@ def discard_token(app: AppRegistration, token: str) -> None:
 
 
 def _acquire_client_credentials(app: AppRegistration, scope: str) -> AccessToken:
-    scopes = [scope]
-    try:
-        client = _client_for(app)
-    except ValueError as exc:
-        raise _authority_error(app, exc) from None
-    except (requests.RequestException, MsalServiceError) as exc:
-        raise _network_error(app, exc) from None
-    with client.lock:
-        cached = _cached_token(client, scopes)
-        if cached is not None:
-            return _access_token(cached, from_cache=True)
-        _load_shared_cache(client, app)
-        sent_before = client.session.token_posts
-        try:
-            result = client.msal.acquire_token_for_client(scopes=scopes)
-        except ValueError as exc:
-            raise _authority_error(app, exc) from None
-        except (requests.RequestException, MsalServiceError) as exc:
-            raise _network_error(app, exc) from None
-        finally:
-            sent = client.session.token_posts - sent_before
-            if sent:
-                metrics.TOKEN_REQUESTS.labels(app_registration=app.name).inc(sent)
-        if "access_token" not in result:
-            raise _token_error(app, result)
-        _save_shared_cache(client, app)
-    if sent and app.secret_expired_at is not None:
+    answer = _acquire(
+        app,
+        [scope],
+        lambda client: client.msal.acquire_token_for_client(scopes=[scope]),
+        on_error=lambda result: _token_error(app, result),
+    )
+    if answer.in_memory:
+        return _access_token(answer.result, from_cache=True)
+    if answer.sent and app.secret_expired_at is not None:
         # The secret works again (it was replaced): the expiry warning is over.
         AppRegistration.objects.filter(pk=app.pk).update(secret_expired_at=None)
         app.secret_expired_at = None
     log.info(
-        "token for app registration %s: %s", app.name, "new" if sent else "cached (shared cache)"
+        "token for app registration %s: %s",
+        app.name,
+        "new" if answer.sent else "cached (shared cache)",
     )
-    return _access_token(result, from_cache=not sent)
+    return _access_token(answer.result, from_cache=not answer.sent)
+
+
+class _Answer(NamedTuple):
+    result: dict[str, Any]  # msal's answer, with an access token
+    sent: int  # token requests really sent to the identity platform
+    in_memory: bool  # served from this process's cache, without the database
+
+
+def _client_or_error(app: AppRegistration) -> _Client:
+    try:
+        return _client_for(app)
+    except ValueError as exc:
+        raise _authority_error(app, exc) from None
+    except (requests.RequestException, MsalServiceError) as exc:
+        raise _network_error(app, exc) from None
+
+
+def _send(
+    client: _Client, app: AppRegistration, request: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, Any], int]:
+    """Run one msal call; its answer and the token requests it really sent (counted)."""
+    sent_before = client.session.token_posts
+    try:
+        result = request()
+    except ValueError as exc:
+        raise _authority_error(app, exc) from None
+    except (requests.RequestException, MsalServiceError) as exc:
+        raise _network_error(app, exc) from None
+    finally:
+        sent = client.session.token_posts - sent_before
+        if sent:
+            metrics.TOKEN_REQUESTS.labels(app_registration=app.name).inc(sent)
+    return result, sent
+
+
+def _acquire(
+    app: AppRegistration,
+    scopes: list[str],
+    request: Callable[[_Client], dict[str, Any]],
+    *,
+    on_error: Callable[[dict[str, Any]], SourceError],
+) -> _Answer:
+    """A token from this process's cache, else from the shared cache or ``request``.
+
+    Both flows share this: under the client's lock, the in-process cache first,
+    then the database's copy, then msal (which may send a token request); an
+    answer without a token raises ``on_error(answer)``.
+    """
+    client = _client_or_error(app)
+    with client.lock:
+        cached = _cached_token(client, scopes)
+        if cached is not None:
+            return _Answer(cached, 0, in_memory=True)
+        _load_shared_cache(client, app)
+        result, sent = _send(client, app, lambda: request(client))
+        if "access_token" not in result:
+            raise on_error(result)
+        _save_shared_cache(client, app)
+    return _Answer(result, sent, in_memory=False)
 
 
 # -- delegated flow: a service account signs in once ----------------------------------
@@ -294,17 +338,11 @@ def finish_sign_in(app: AppRegistration, flow: dict[str, Any], answer: dict[str,
             hint=hint or _first_sentence_block(str(answer.get("error_description") or "")),
             step="token",
         )
-    try:
-        client = _client_for(app)
-    except ValueError as exc:
-        raise _authority_error(app, exc) from None
-    except (requests.RequestException, MsalServiceError) as exc:
-        raise _network_error(app, exc) from None
-    with client.lock:
-        _load_shared_cache(client, app)
-        sent_before = client.session.token_posts
+    client = _client_or_error(app)
+
+    def redeem() -> dict[str, Any]:
         try:
-            result = client.msal.acquire_token_by_auth_code_flow(flow, answer)
+            return client.msal.acquire_token_by_auth_code_flow(flow, answer)
         except ValueError:
             # msal: the state does not match, or the flow was already used.
             raise SourceError(
@@ -313,12 +351,10 @@ def finish_sign_in(app: AppRegistration, flow: dict[str, Any], answer: dict[str,
                 hint="Start the sign-in again from the app registration's page, in one tab.",
                 step="token",
             ) from None
-        except (requests.RequestException, MsalServiceError) as exc:
-            raise _network_error(app, exc) from None
-        finally:
-            sent = client.session.token_posts - sent_before
-            if sent:
-                metrics.TOKEN_REQUESTS.labels(app_registration=app.name).inc(sent)
+
+    with client.lock:
+        _load_shared_cache(client, app)
+        result, _ = _send(client, app, redeem)
         if "access_token" not in result:
             raise _token_error(app, result)
         account = str(result.get("id_token_claims", {}).get("preferred_username") or "")
@@ -337,58 +373,46 @@ def finish_sign_in(app: AppRegistration, flow: dict[str, Any], answer: dict[str,
 
 
 def _acquire_delegated(app: AppRegistration, scope: str) -> AccessToken:
-    scopes = [scope]
     if not app.refresh_token:
         raise _reauth_error(app, "nobody has signed in yet")
-    try:
-        client = _client_for(app)
-    except ValueError as exc:
-        raise _authority_error(app, exc) from None
-    except (requests.RequestException, MsalServiceError) as exc:
-        raise _network_error(app, exc) from None
-    with client.lock:
-        cached = _cached_token(client, scopes)
-        if cached is not None:
-            return _access_token(cached, from_cache=True)
-        _load_shared_cache(client, app)
-        sent_before = client.session.token_posts
-        try:
-            accounts = client.msal.get_accounts(username=app.account or None)
-            result = None
-            if accounts:
-                result = client.msal.acquire_token_silent_with_error(scopes, account=accounts[0])
-            if result is None:
-                # No usable account in the cache: the stored refresh token starts over.
-                result = client.msal.acquire_token_by_refresh_token(app.refresh_token, scopes)
-        except ValueError as exc:
-            raise _authority_error(app, exc) from None
-        except (requests.RequestException, MsalServiceError) as exc:
-            raise _network_error(app, exc) from None
-        finally:
-            sent = client.session.token_posts - sent_before
-            if sent:
-                metrics.TOKEN_REQUESTS.labels(app_registration=app.name).inc(sent)
-        if "access_token" not in result:
-            code = _aadsts_code(result)
-            if result.get("error") in ("invalid_grant", "interaction_required") or code in (
-                50076,
-                50079,
-                50173,
-                65001,
-                700082,
-                700084,
-            ):
-                _mark_reauth_needed(app)
-                description = _first_sentence_block(str(result.get("error_description") or ""))
-                raise _reauth_error(app, description or str(result.get("error")))
-            raise _token_error(app, result)
-        _save_shared_cache(client, app)
+
+    def redeem(client: _Client) -> dict[str, Any]:
+        accounts = client.msal.get_accounts(username=app.account or None)
+        result = None
+        if accounts:
+            result = client.msal.acquire_token_silent_with_error([scope], account=accounts[0])
+        if result is None:
+            # No usable account in the cache: the stored refresh token starts over.
+            result = client.msal.acquire_token_by_refresh_token(app.refresh_token, [scope])
+        return result
+
+    answer = _acquire(app, [scope], redeem, on_error=lambda result: _delegated_error(app, result))
+    if answer.in_memory:
+        return _access_token(answer.result, from_cache=True)
+    result = answer.result
     if result.get("refresh_token") and result["refresh_token"] != app.refresh_token:
         _store_refresh_token(app, str(result["refresh_token"]), account=app.account)
     elif app.reauth_needed:
         AppRegistration.objects.filter(pk=app.pk).update(reauth_needed=False)
         app.reauth_needed = False
-    return _access_token(result, from_cache=not sent)
+    return _access_token(result, from_cache=not answer.sent)
+
+
+def _delegated_error(app: AppRegistration, result: dict[str, Any]) -> SourceError:
+    """A refused refresh token means the service account must sign in again."""
+    code = _aadsts_code(result)
+    if result.get("error") in ("invalid_grant", "interaction_required") or code in (
+        50076,
+        50079,
+        50173,
+        65001,
+        700082,
+        700084,
+    ):
+        _mark_reauth_needed(app)
+        description = _first_sentence_block(str(result.get("error_description") or ""))
+        return _reauth_error(app, description or str(result.get("error")))
+    return _token_error(app, result)
 
 
 def _store_refresh_token(app: AppRegistration, refresh_token: str, *, account: str) -> None:

@@ -10,7 +10,6 @@ fails, the last good snapshot is served if the calendar says
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 
 from django.conf import settings
@@ -25,6 +24,7 @@ from connector.access import may_fetch_feed
 from connector.models import Calendar, RefreshStatus, Snapshot
 from connector.refresh import refresh_calendar, wait_for_release
 from connector.snapshots import age_seconds, is_fresh
+from connector.views.console import debug_trace_response
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +108,7 @@ def _feed_response(request: HttpRequest, calendar_id: str, *, debug: bool = Fals
         return _text(404, f"No calendar with id {calendar_id!r}.")
     if debug:
         # The test console's trace, for logged-in staff (connector.views.console decides).
-        try:
-            console = importlib.import_module("connector.views.console")
-        except ImportError:
-            console = None
-        trace_response = getattr(console, "debug_trace_response", None)
-        if trace_response is not None:
-            response: HttpResponse = trace_response(request, calendar)
-            return response
+        return debug_trace_response(request, calendar)
     if not may_fetch_feed(request, calendar):
         return _text(
             403,

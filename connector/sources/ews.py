@@ -46,13 +46,13 @@ from exchangelib import (
     Identity,
     OAuth2Credentials,
 )
-from exchangelib.errors import RateLimitError
+from exchangelib.errors import ErrorSchemaValidation, RateLimitError, TransportError
 from exchangelib.ewsdatetime import UTC as EWS_UTC
 from exchangelib.fields import FieldPath
 from exchangelib.items import ID_ONLY, SHALLOW, CalendarItem
 from exchangelib.properties import CalendarView, DistinguishedFolderId, Mailbox
 from exchangelib.protocol import FaultTolerance, Protocol, close_connections
-from exchangelib.services import FindItem, GetItem
+from exchangelib.services import ConvertId, FindItem, GetItem
 from exchangelib.util import TNS, is_xml
 from exchangelib.version import EXCHANGE_2010, EXCHANGE_2013, Build, Version
 
@@ -174,7 +174,26 @@ class OwnCalendarId(DistinguishedFolderId):
         super(DistinguishedFolderId, self).clean(version=version)
 
 
-class CalendarViewItems(FindItem):
+class SchemaOfTheServer:
+    """No TimeZoneContext header for Exchange 2007: its schema has none (Exchange 2010 on).
+
+    exchangelib sends the account's zone with every mailbox request; Exchange 2007 SP1
+    would refuse the request in schema validation. Every instant is asked and read in
+    UTC anyway, so the header changes nothing for the servers that know it.
+    """
+
+    protocol: Protocol
+    account: Account
+
+    @property
+    def _timezone(self) -> Any:
+        version = self.protocol.config.version
+        if version is not None and version.build is not None and version.build < EXCHANGE_2010:
+            return None
+        return self.account.default_timezone
+
+
+class CalendarViewItems(SchemaOfTheServer, FindItem):
     """FindItem with a CalendarView that keeps each item's raw Start and End.
 
     exchangelib turns all-day events into dates by subtracting a day from the end
@@ -194,6 +213,10 @@ class CalendarViewItems(FindItem):
         if (elem.get("IncludesLastItemInRange") or "true").lower() == "false":
             self.truncated = True
         return int(elem.get("TotalItemsInView") or 0), None
+
+
+class ItemsWithBodies(SchemaOfTheServer, GetItem):
+    """GetItem in the schema of the server (see SchemaOfTheServer)."""
 
 
 # -- credentials and the connection pool ------------------------------------------------
@@ -668,7 +691,12 @@ class EwsSource:
             step.note(f"Exchange {connection.config.version.build} (remembered)")
             return
         # exchangelib's probe (a ConvertId whose answer carries ServerVersionInfo): once.
-        version = connection.protocol.version
+        try:
+            version = connection.protocol.version
+        except TransportError as exc:
+            if not _refused_in_schema_validation(exc):
+                raise
+            version = _guess_older_version(connection.protocol)
         step.note(f"Exchange {version.build} (learned)")
         self._store_version(str(version.build))
 
@@ -732,7 +760,7 @@ class EwsSource:
         body_field = "text_body" if modern else "body"
         records = [record for record, _ in found]
         ids = [item_id for _, item_id in found]
-        service = GetItem(
+        service = ItemsWithBodies(
             account=account, chunk_size=GET_ITEM_CHUNK, timeout=settings.EXCHANGE_REQUEST_TIMEOUT
         )
         items = service.call(
@@ -804,6 +832,32 @@ class EwsSource:
             categories=tuple(item.categories or ()),
             last_modified=_utc(item.last_modified_time) if item.last_modified_time else None,
         )
+
+
+def _guess_older_version(protocol: Protocol) -> Version:
+    """The probe again, from each older RequestServerVersion down.
+
+    exchangelib walks down the versions when Exchange answers ErrorInvalidServerVersion;
+    a server that fails a version it does not know in schema validation instead would
+    stop the walk at the first (newest) one.
+    """
+    for api_version in ConvertId.supported_api_versions()[1:]:
+        try:
+            return Version.guess(protocol, api_version_hint=api_version)
+        except TransportError as exc:
+            if not _refused_in_schema_validation(exc):
+                raise
+    raise ErrorSchemaValidation("The server refused every RequestServerVersion in the probe")
+
+
+def _refused_in_schema_validation(exc: BaseException) -> bool:
+    """exchangelib's probe wraps the server's ErrorSchemaValidation in a TransportError."""
+    link: BaseException | None = exc
+    while link is not None:
+        if isinstance(link, ErrorSchemaValidation):
+            return True
+        link = link.__cause__ or link.__context__
+    return False
 
 
 def _organizer(mailbox: Any) -> tuple[str, str]:

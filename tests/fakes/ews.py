@@ -1,6 +1,9 @@
 """A fake Exchange server speaking EWS (SOAP 1.1) on 127.0.0.1, for unmodified exchangelib.
 
-What it does, as Exchange 2013–2019 (and Exchange Online) do:
+What it does, as Exchange 2007 SP1–2019 (and Exchange Online) do, presenting the
+``build`` it is given (``EXCHANGE_2007_SP1`` ... ``EXCHANGE_ONLINE``) and speaking that
+build's schema: a newer RequestServerVersion is an ``ErrorInvalidServerVersion`` fault,
+a property the requested schema lacks an ``ErrorSchemaValidation`` fault.
 
 - ``POST /EWS/Exchange.asmx``: ConvertId (exchangelib's version probe; the
   answer's SOAP header carries ServerVersionInfo), GetFolder of distinguished
@@ -36,6 +39,10 @@ from tests.fakes.rooms import FakeEvent, build_rooms, overlapping
 
 EWS_PATH = "/ews/exchange.asmx"
 SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
+# Builds as their ServerVersionInfo reports them (learn.microsoft.com, Exchange build numbers).
+EXCHANGE_2007_SP1 = (8, 1, 240, 6)
+EXCHANGE_2010 = (14, 0, 639, 21)
+EXCHANGE_2010_SP2 = (14, 2, 247, 5)
 EXCHANGE_2019 = (15, 2, 1544, 4)
 EXCHANGE_2016 = (15, 1, 2507, 6)
 EXCHANGE_2013 = (15, 0, 1497, 2)
@@ -89,6 +96,9 @@ class FakeExchange(FakeHTTPServer):
         self.ews_blocked = False  # Exchange Online refuses EWS to this (non allow-listed) app
         self.ews_missing = False  # the EWS virtual directory is gone (404)
         self.organizer_smtp_in_find_item = True  # False: X500 addresses, as Exchange Online
+        # How a too-new RequestServerVersion is refused: Exchange documents
+        # ErrorInvalidServerVersion; some builds fail it in schema validation instead.
+        self.too_new_version_fault = "ErrorInvalidServerVersion"
         self.autodiscover_url = ""  # what autodiscover answers; default: this server
         self.ops: list[OpRecord] = []
         self.work_time = 0.0  # seconds each SOAP answer takes, counted as in flight
@@ -276,14 +286,22 @@ class FakeExchange(FakeHTTPServer):
             self._record(req, outcome, connection_id, "busy")
             return self._fault("ErrorServerBusy", TEXT_BUSY, back_off_ms=busy)
         versions = soap.API_VERSIONS
-        requested = req.requested_version
-        if requested in versions and versions.index(requested) > versions.index(
+        requested = req.requested_version or "Exchange2007"  # no header: the oldest schema
+        # A version newer than the server's (or none it knows) fails before any work, as a
+        # SOAP fault without ServerVersionInfo; exchangelib then tries older versions.
+        if requested not in versions or versions.index(requested) > versions.index(
             soap.max_api_version(self.build)
         ):
-            self._record(req, outcome, connection_id, "fault:ErrorInvalidServerVersion")
-            return self._fault(
-                "ErrorInvalidServerVersion", "The specified server version is invalid."
-            )
+            code = self.too_new_version_fault
+            self._record(req, outcome, connection_id, f"fault:{code}")
+            if code == "ErrorSchemaValidation":
+                return self._fault(
+                    code,
+                    "The request failed schema validation: The 'Version' attribute is invalid - "
+                    f"The value '{requested}' is invalid according to its datatype "
+                    f"'{soap.T}:ExchangeVersionType' - The Enumeration constraint failed.",
+                )
+            return self._fault(code, "The specified server version is invalid.")
         if req.impersonate:
             allowed = (
                 self.app_impersonation
@@ -298,6 +316,17 @@ class FakeExchange(FakeHTTPServer):
             if not known:
                 self._record(req, outcome, connection_id, "fault:ErrorNonExistentMailbox")
                 return self._fault("ErrorNonExistentMailbox", TEXT_NO_MAILBOX)
+        unknown = soap.unknown_fields(req.additional, requested)
+        if req.time_zone_context and versions.index(requested) < versions.index("Exchange2010"):
+            unknown = ["TimeZoneContext"]
+        if unknown:
+            self._record(req, outcome, connection_id, "fault:ErrorSchemaValidation")
+            return self._fault(
+                "ErrorSchemaValidation",
+                "The request failed schema validation: The 'FieldURI' attribute is invalid - "
+                f"The value '{unknown[0]}' is invalid according to its datatype "
+                f"'{soap.T}:UnindexedFieldURIType' - The Enumeration constraint failed.",
+            )
         handler = {
             "ConvertId": self._convert_id,
             "GetFolder": self._get_folder,

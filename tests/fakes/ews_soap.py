@@ -1,6 +1,6 @@
 """The SOAP of the fake Exchange: reading EWS requests, writing Exchange-shaped answers.
 
-The answers follow what Exchange 2013–2019 sends (element names, order and
+The answers follow what Exchange 2007 SP1–2019 and Exchange Online send (element names, order and
 namespaces of the EWS schema, ServerVersionInfo in the SOAP header, faults as
 HTTP 500 with a detail block) so that unmodified exchangelib parses them.
 """
@@ -68,23 +68,50 @@ CALENDAR_NAMES = {"en": "Calendar", "de": "Kalender", "fr": "Calendrier", "es": 
 
 def server_version_name(build: tuple[int, int, int, int]) -> str:
     """The Version attribute Exchange puts in ServerVersionInfo for a build."""
-    major, minor, major_build, _ = build
-    if (major, minor) == (15, 0):
-        return "Exchange2013_SP1" if major_build >= 847 else "Exchange2013"
+    major, minor, _, _ = build
     if (major, minor) == (15, 20):
         return "V2018_01_08"  # Exchange Online
-    if major == 15:
+    if major == 15 and minor >= 1:
         return "V2017_07_11"  # Exchange 2016 and 2019 send this string
-    return "Exchange2010_SP2"
+    return max_api_version(build)
 
 
 def max_api_version(build: tuple[int, int, int, int]) -> str:
+    """The newest RequestServerVersion a build accepts (older ones it accepts too)."""
     major, minor, major_build, _ = build
+    if major == 8:  # Exchange 2007: RTM, then SP1 to SP3 share the SP1 schema
+        return "Exchange2007" if minor == 0 else "Exchange2007_SP1"
+    if major == 14:  # Exchange 2010: SP3 kept the SP2 schema
+        return ("Exchange2010", "Exchange2010_SP1")[minor] if minor < 2 else "Exchange2010_SP2"
     if (major, minor) == (15, 0):
         return "Exchange2013_SP1" if major_build >= 847 else "Exchange2013"
-    if major == 15:
-        return "Exchange2016"
-    return "Exchange2010_SP2"
+    return "Exchange2016"
+
+
+# Properties a schema version does not know yet: asking for them is a schema validation
+# failure ("The 'FieldURI' attribute is invalid - The value ... is invalid according to
+# its datatype ... UnindexedFieldURIType").
+FIELDS_SINCE = {
+    "calendar:StartTimeZone": "Exchange2010",
+    "calendar:EndTimeZone": "Exchange2010",
+    "calendar:StartTimeZoneId": "Exchange2010",
+    "calendar:EndTimeZoneId": "Exchange2010",
+    "item:UniqueBody": "Exchange2010",
+    "item:TextBody": "Exchange2013",
+    "calendar:EnhancedLocation": "Exchange2016",
+}
+
+
+def unknown_fields(fields: Iterable[str], api_version: str) -> list[str]:
+    """The FieldURIs that the schema ``api_version`` (as requested) does not define."""
+    if api_version not in API_VERSIONS:
+        return []
+    position = API_VERSIONS.index(api_version)
+    return sorted(
+        uri
+        for uri in fields
+        if uri in FIELDS_SINCE and API_VERSIONS.index(FIELDS_SINCE[uri]) > position
+    )
 
 
 # -- requests --------------------------------------------------------------------
@@ -110,6 +137,7 @@ class SoapRequest:
     view_end: dt.datetime | None = None
     max_entries: int | None = None
     item_ids: list[str] = field(default_factory=list)
+    time_zone_context: bool = False  # the TimeZoneContext header (Exchange 2010 on)
 
 
 def _t(name: str) -> str:
@@ -152,6 +180,7 @@ def parse_request(payload: bytes) -> SoapRequest:
         version = header.find(_t("RequestServerVersion"))
         if version is not None:
             request.requested_version = version.get("Version", "")
+        request.time_zone_context = header.find(_t("TimeZoneContext")) is not None
         sid = header.find(f"{_t('ExchangeImpersonation')}/{_t('ConnectingSID')}")
         if sid is not None:
             for name in ("PrimarySmtpAddress", "SmtpAddress", "PrincipalName"):

@@ -1,0 +1,55 @@
+"""The feed's hot path: a fresh snapshot costs two database queries, whatever the URL.
+
+Players poll every few minutes, so a fresh feed request must read only the
+calendar (with its server) and its snapshot: no refresh status, no filters,
+no resources, no session.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from connector.models import Calendar
+from connector.pipeline import build_calendar
+from connector.snapshots import save_snapshot
+from tests.fixtures.feed import make_record
+
+pytestmark = pytest.mark.django_db
+
+FRESH_FEED_QUERIES = 2  # the calendar joined with its server, then its snapshot
+
+
+@pytest.fixture
+def fresh_calendar(make_calendar) -> Calendar:  # type: ignore[no-untyped-def]
+    calendar = make_calendar("rooms", cache_persistence=300)
+    records = {"room-a@contoso.com": [make_record("Board meeting")]}
+    save_snapshot(calendar, build_calendar(calendar, records=records))
+    return calendar
+
+
+def queries_of(client: Client, url: str, **headers: str) -> tuple[int, int]:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url, **headers)
+    return response.status_code, len(captured.captured_queries)
+
+
+def test_a_fresh_feed_is_served_with_two_queries(client, fresh_calendar) -> None:  # type: ignore[no-untyped-def]
+    assert queries_of(client, "/ical/rooms.ics") == (200, FRESH_FEED_QUERIES)
+
+
+def test_the_legacy_url_serves_a_fresh_feed_with_two_queries(client, fresh_calendar) -> None:  # type: ignore[no-untyped-def]
+    url = "/plugnCast/.applets/.ews-calendar/2ical.php?calendarId=rooms"
+    assert queries_of(client, url) == (200, FRESH_FEED_QUERIES)
+
+
+def test_a_revalidation_answered_304_costs_the_same_two_queries(client, fresh_calendar) -> None:  # type: ignore[no-untyped-def]
+    etag = client.get("/ical/rooms.ics")["ETag"]
+    status, queries = queries_of(client, "/ical/rooms.ics", HTTP_IF_NONE_MATCH=etag)
+    assert (status, queries) == (304, FRESH_FEED_QUERIES)
+
+
+def test_an_unknown_calendar_costs_one_query(client, db) -> None:  # type: ignore[no-untyped-def]
+    assert queries_of(client, "/ical/nothing-here.ics") == (404, 1)

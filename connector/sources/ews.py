@@ -46,7 +46,14 @@ from exchangelib import (
     Identity,
     OAuth2Credentials,
 )
-from exchangelib.errors import ErrorSchemaValidation, RateLimitError, TransportError
+from exchangelib.errors import (
+    ErrorCalendarViewRangeTooBig,
+    ErrorExceededFindCountLimit,
+    ErrorSchemaValidation,
+    RateLimitError,
+    ResponseMessageError,
+    TransportError,
+)
 from exchangelib.ewsdatetime import UTC as EWS_UTC
 from exchangelib.fields import FieldPath
 from exchangelib.items import ID_ONLY, SHALLOW, CalendarItem
@@ -76,6 +83,7 @@ log = logging.getLogger(__name__)
 AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "digest": DIGEST, "gssnegotiate": NTLM}
 RETRY_WAIT = 1  # seconds before retrying a transient failure (doubles each time)
 GET_ITEM_CHUNK = 100  # items per GetItem when bodies are asked for
+MAX_VIEW_SPLITS = 6  # halvings of a calendar view too big for Exchange (1/64 of the window)
 AUTODISCOVER_PATH = "/autodiscover/autodiscover.json/v1.0/{mailbox}?Protocol=EWS"
 
 _FIND_FIELDS = (
@@ -204,6 +212,8 @@ class CalendarViewItems(SchemaOfTheServer, FindItem):
     """
 
     truncated = False
+    # A message of ResponseClass="Warning" did its work: keep the items it carries.
+    WARNINGS_TO_IGNORE_IN_RESPONSE = ResponseMessageError
 
     def _elem_to_obj(self, elem: Any) -> Any:
         raw = (elem.findtext(f"{{{TNS}}}Start"), elem.findtext(f"{{{TNS}}}End"))
@@ -719,39 +729,77 @@ class EwsSource:
             folder = DistinguishedFolderId(id="calendar", mailbox=Mailbox(email_address=resource))
         else:
             folder = OwnCalendarId(id="calendar")
-        service = CalendarViewItems(account=account, timeout=settings.EXCHANGE_REQUEST_TIMEOUT)
-        view = CalendarView(
-            start=EWSDateTime.from_datetime(window.start.astimezone(dt.UTC)),
-            end=EWSDateTime.from_datetime(window.end.astimezone(dt.UTC)),
-        )
-        results = service.call(
-            folders=[folder],
-            additional_fields=_find_fields(account.version),
-            restriction=None,
-            order_fields=None,
-            shape=ID_ONLY,
-            query_string=None,
-            depth=SHALLOW,
-            calendar_view=view,
-            max_items=None,
-            offset=0,
-        )
+        items = self._view(account, folder, window.start, window.end, splits=0)
         records = []
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-            item, raw = result
+        seen: set[str] = set()
+        for item, raw in items:
+            if item.id in seen:  # an event across a split point is in both halves
+                continue
+            seen.add(item.id)
             record = self._record(item, raw, resource or account.primary_smtp_address)
             records.append((record, (item.id, item.changekey)))
         EXCHANGE_REQUESTS.labels(upstream=self.server.server_id, outcome="ok").inc()
-        if service.truncated:
-            log.warning(
-                "Exchange returned only the first %s events of %s in %s (EWSFindCountLimit)",
-                len(records),
-                resource,
-                window,
-            )
         return records
+
+    def _view(
+        self, account: Account, folder: Any, start: dt.datetime, end: dt.datetime, splits: int
+    ) -> list[tuple[Any, tuple[str | None, str | None]]]:
+        """The items of one CalendarView; halves of it when Exchange will not give it whole.
+
+        A CalendarView cannot be paged: a room holding more events than the server's
+        EWSFindCountLimit (1000 by default) in the window is answered with the first
+        ones only (IncludesLastItemInRange="false") or with ErrorExceededFindCountLimit,
+        and a range Exchange finds too long with ErrorCalendarViewRangeTooBig. Each half
+        of the window is then read on its own, so no event is silently lost.
+        """
+        service = CalendarViewItems(account=account, timeout=settings.EXCHANGE_REQUEST_TIMEOUT)
+        view = CalendarView(
+            start=EWSDateTime.from_datetime(start.astimezone(dt.UTC)),
+            end=EWSDateTime.from_datetime(end.astimezone(dt.UTC)),
+        )
+        splittable = splits < MAX_VIEW_SPLITS and end - start > dt.timedelta(hours=1)
+        try:
+            results = list(
+                service.call(
+                    folders=[folder],
+                    additional_fields=_find_fields(account.version),
+                    restriction=None,
+                    order_fields=None,
+                    shape=ID_ONLY,
+                    query_string=None,
+                    depth=SHALLOW,
+                    calendar_view=view,
+                    max_items=None,
+                    offset=0,
+                )
+            )
+            failure = next((r for r in results if isinstance(r, Exception)), None)
+            if failure is not None:
+                raise failure
+        except (ErrorExceededFindCountLimit, ErrorCalendarViewRangeTooBig) as exc:
+            if not splittable:
+                raise
+            log.info("Exchange refused the view %s–%s whole (%s): halving it", start, end, exc)
+            return self._halves(account, folder, start, end, splits)
+        if service.truncated:
+            if splittable:
+                log.info("Exchange cut the view %s–%s short: halving it", start, end)
+                return self._halves(account, folder, start, end, splits)
+            log.warning(
+                "Exchange returned only the first %s events of %s–%s (EWSFindCountLimit)",
+                len(results),
+                start,
+                end,
+            )
+        return results
+
+    def _halves(
+        self, account: Account, folder: Any, start: dt.datetime, end: dt.datetime, splits: int
+    ) -> list[tuple[Any, tuple[str | None, str | None]]]:
+        middle = start + (end - start) / 2
+        return self._view(account, folder, start, middle, splits + 1) + self._view(
+            account, folder, middle, end, splits + 1
+        )
 
     def _with_bodies(
         self, account: Account, found: list[tuple[EventRecord, tuple[str, str]]]

@@ -59,6 +59,10 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:300]
+
+
 def _mailbox(ctx: ErrorContext) -> str:
     return ctx.resource or "the account's own mailbox"
 
@@ -227,6 +231,40 @@ def _ews(exc: BaseException, ctx: ErrorContext) -> SourceError | None:
             hint="The mailbox has no default calendar (it was never opened, or is not a user "
             "or room mailbox): open it once in Outlook on the web, or check "
             f"Get-MailboxFolderStatistics {ctx.resource or '<room>'} -FolderScope Calendar.",
+            resource=ctx.resource,
+        )
+    if isinstance(
+        exc,
+        ews.ErrorSchemaValidation
+        | ews.ErrorInvalidServerVersion
+        | ews.ErrorIncorrectSchemaVersion
+        | ews.ErrorInvalidSchemaVersionForMailboxVersion,
+    ):
+        return SourceError(
+            f"Exchange at {ctx.host} refused the request as invalid for its version "
+            f"({type(exc).__name__}).",
+            code="schema",
+            hint="The Exchange version remembered for this server no longer matches it (an "
+            "upgrade, or a load balancer mixing Exchange versions): clear the server's EWS "
+            "version in its settings so it is learned again. Exchange's message: "
+            + _first_line(str(exc)),
+            resource=ctx.resource,
+        )
+    if isinstance(
+        exc,
+        ews.ErrorInternalServerError
+        | ews.ErrorInternalServerTransientError
+        | ews.ErrorExceededFindCountLimit
+        | ews.ErrorCalendarViewRangeTooBig,
+    ):
+        return SourceError(
+            f"Exchange at {ctx.host} could not read {_mailbox(ctx)} ({type(exc).__name__}).",
+            code=type(exc).__name__,
+            hint="A failure inside Exchange: it usually passes. If it persists, the server's "
+            "event log (MSExchange Web Services) and the EWS throttling policy "
+            "(Get-ThrottlingPolicy | fl EWS*) say why. Exchange's message: "
+            + _first_line(str(exc)),
+            retryable=True,
             resource=ctx.resource,
         )
     if isinstance(exc, ews.RedirectError):

@@ -99,12 +99,19 @@ class FakeExchange(FakeHTTPServer):
         # How a too-new RequestServerVersion is refused: Exchange documents
         # ErrorInvalidServerVersion; some builds fail it in schema validation instead.
         self.too_new_version_fault = "ErrorInvalidServerVersion"
+        # EWSFindCountLimit of the throttling policy (1000 by default on premises): a view
+        # holding more answers only the first ones ("truncate") or fails ("error").
+        self.find_count_limit: int | None = None
+        self.find_count_mode = "truncate"
+        self.find_item_warning = ""  # a ResponseCode answered as ResponseClass="Warning"
+        self.omitted: set[str] = set()  # FieldURIs left out of every item, asked or not
         self.autodiscover_url = ""  # what autodiscover answers; default: this server
         self.ops: list[OpRecord] = []
         self.work_time = 0.0  # seconds each SOAP answer takes, counted as in flight
         self.in_flight = 0  # SOAP requests being answered right now
         self.max_in_flight = 0  # the most answered at once
         self._busy: list[int] = []
+        self._faults: list[tuple[str, str]] = []
         self._folder_generation = 1
         self._lock = threading.RLock()
 
@@ -179,6 +186,11 @@ class FakeExchange(FakeHTTPServer):
         """The next ``count`` SOAP requests get ErrorServerBusy with BackOffMilliseconds."""
         with self._lock:
             self._busy.extend([back_off_ms] * count)
+
+    def inject_fault(self, code: str, text: str, count: int = 1) -> None:
+        """The next ``count`` SOAP requests fail with this SOAP fault (HTTP 500)."""
+        with self._lock:
+            self._faults.extend([(code, text)] * count)
 
     def invalidate_folder_ids(self) -> None:
         """Folder ids handed out so far stop working (a mailbox moved or was restored)."""
@@ -285,6 +297,11 @@ class FakeExchange(FakeHTTPServer):
         if busy is not None:
             self._record(req, outcome, connection_id, "busy")
             return self._fault("ErrorServerBusy", TEXT_BUSY, back_off_ms=busy)
+        with self._lock:
+            injected = self._faults.pop(0) if self._faults else None
+        if injected is not None:
+            self._record(req, outcome, connection_id, f"fault:{injected[0]}")
+            return self._fault(*injected)
         versions = soap.API_VERSIONS
         requested = req.requested_version or "Exchange2007"  # no header: the oldest schema
         # A version newer than the server's (or none it knows) fails before any work, as a
@@ -447,21 +464,31 @@ class FakeExchange(FakeHTTPServer):
                 # not model: it lists single items only.
                 found = [event for event in events if not event.is_recurring]
             total = len(found)
-            if req.max_entries is not None:
-                found = found[: req.max_entries]
+            limit = self.find_count_limit
+            if limit is not None and total > limit and self.find_count_mode == "error":
+                code = "ErrorExceededFindCountLimit"
+                text = "The find operation exceeded the find count limit."
+                messages.append(soap.error_message("FindItem", code, text))
+                result = f"error:{code}"
+                continue
+            for cap in (req.max_entries, limit):
+                if cap is not None:
+                    found = found[:cap]
             organizer_smtp = self.organizer_smtp_in_find_item
+            shown = [uri for uri in fields if uri not in self.omitted]
             items = "".join(
-                soap.calendar_item(event, fields, self.zone, organizer_smtp=organizer_smtp)
+                soap.calendar_item(event, shown, self.zone, organizer_smtp=organizer_smtp)
                 for event in found
             )
             last = "true" if len(found) == total else "false"
-            messages.append(
-                soap.success_message(
-                    "FindItem",
-                    f'<m:RootFolder TotalItemsInView="{total}" IncludesLastItemInRange="{last}">'
-                    f"<t:Items>{items}</t:Items></m:RootFolder>",
-                )
+            content = (
+                f'<m:RootFolder TotalItemsInView="{total}" IncludesLastItemInRange="{last}">'
+                f"<t:Items>{items}</t:Items></m:RootFolder>"
             )
+            if self.find_item_warning:
+                messages.append(soap.warning_message("FindItem", self.find_item_warning, content))
+            else:
+                messages.append(soap.success_message("FindItem", content))
         return messages, result
 
     def _item_mailbox(self, item_id: str) -> str:

@@ -283,6 +283,17 @@ def success_message(operation: str, content: str) -> str:
     )
 
 
+def warning_message(operation: str, code: str, content: str) -> str:
+    """A message that did its work with a caveat: ResponseClass="Warning" and the answer."""
+    return (
+        f'<m:{operation}ResponseMessage ResponseClass="Warning">'
+        f"<m:MessageText>{escape(code)}</m:MessageText>"
+        f"<m:ResponseCode>{code}</m:ResponseCode>"
+        f"<m:DescriptiveLinkKey>0</m:DescriptiveLinkKey>{content}"
+        f"</m:{operation}ResponseMessage>"
+    )
+
+
 def utc_text(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -326,7 +337,8 @@ def calendar_item(
     parts = [f"<t:ItemId Id={quoteattr(event.item_id)} ChangeKey={quoteattr(event.change_key)}/>"]
 
     def add(uri: str, element: str, text: str, attrs: str = "") -> None:
-        if uri in wanted:
+        # Exchange leaves out a property that has no value rather than send it empty.
+        if uri in wanted and text:
             parts.append(f"<t:{element}{attrs}>{escape(text)}</t:{element}>")
 
     def flag(value: bool) -> str:

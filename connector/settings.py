@@ -178,6 +178,11 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = str(_read("REDIS_URL", str, ""))
+if REDIS_URL and REDIS_URL.partition("://")[0] not in ("redis", "rediss", "unix"):
+    # Otherwise the worker fails only when it starts, far from the setting.
+    raise ImproperlyConfigured(
+        "REDIS_URL: expected a Redis URL such as redis://localhost:6379/0 (or rediss://, unix://)"
+    )
 
 # Tuning (README: "Tuning"); the defaults suit a few dozen rooms.
 REFRESH_TIMEOUT = _positive_int("REFRESH_TIMEOUT", 60)  # seconds a background refresh may take

@@ -86,6 +86,7 @@ def settings_of(data_dir: Path, **variables: str) -> dict[str, object]:
         ("DATABASE_URL", "db.sqlite3"),
         ("DEBUG", "maybe"),
         ("ADMINS", "not an address"),
+        ("REDIS_URL", "localhost:6379"),
     ],
 )
 def test_bad_value_stops_start_up_naming_the_variable(

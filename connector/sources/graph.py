@@ -17,9 +17,11 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from django.conf import settings
+from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
 
 from accounts.models import AppRegistration
 from accounts.tokens import acquire_token, discard_token
@@ -225,7 +227,7 @@ class GraphSource:
             pages += 1
             url = payload.get("@odata.nextLink")
             params = None  # the next link carries every parameter
-            if url is not None and urlsplit(url).netloc != urlsplit(self.base).netloc:
+            if url is not None and _origin(url) != _origin(self.base):
                 # Our bearer token goes with the request: never to another host.
                 raise SourceError(
                     f"Graph's next page of {resource} points to another host.",
@@ -357,8 +359,11 @@ class GraphSource:
         kind = str(event.get("type") or "singleInstance")
         recurring = kind in ("occurrence", "exception")
         occurrence_id = ""
-        if recurring and event.get("originalStart"):
-            occurrence_id = _parse_utc(event["originalStart"]).isoformat()
+        if recurring:
+            # The original start names the occurrence; an occurrence Graph sends without
+            # one (never moved) is named by its start, as the EWS source does.
+            original = event.get("originalStart")
+            occurrence_id = (_parse_utc(original) if original else start).isoformat()
         organizer = (event.get("organizer") or {}).get("emailAddress") or {}
         body: str | None = None
         if include_body:
@@ -369,8 +374,8 @@ class GraphSource:
             occurrence_id=occurrence_id,
             resource=resource,
             subject=str(event.get("subject") or ""),
-            start=start.date() if all_day else start,
-            end=end.date() if all_day else end,
+            start=_graph_date(event["start"]) if all_day else start,
+            end=_graph_date(event["end"]) if all_day else end,
             all_day=all_day,
             location=str((event.get("location") or {}).get("displayName") or ""),
             organizer_name=str(organizer.get("name") or ""),
@@ -386,6 +391,13 @@ class GraphSource:
             body=body,
             last_modified=_parse_utc(modified) if modified else None,
         )
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port, with the scheme's default port made explicit."""
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
 
 
 def _graph_param(value: dt.datetime) -> str:
@@ -412,13 +424,20 @@ def _graph_time(value: dict[str, str]) -> dt.datetime:
     zone_name = value.get("timeZone") or "UTC"
     if zone_name in ("UTC", "Etc/UTC", "tzone://Microsoft/Utc"):
         return parsed.replace(tzinfo=dt.UTC)
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
+    # When Prefer is not honoured Graph answers in the mailbox's zone, by its Windows
+    # name ("W. Europe Standard Time"), or by the IANA name it was given.
+    zone_name = MS_TIMEZONE_TO_IANA_MAP.get(zone_name, zone_name)
     try:
         return parsed.replace(tzinfo=ZoneInfo(zone_name)).astimezone(dt.UTC)
     except (ZoneInfoNotFoundError, ValueError):
         log.warning("unknown time zone %s from Graph; reading the time as UTC", zone_name)
         return parsed.replace(tzinfo=dt.UTC)
+
+
+def _graph_date(value: dict[str, str]) -> dt.date:
+    """An all-day event's day: its midnight in whatever zone Graph answers in, unconverted."""
+    parsed = dt.datetime.fromisoformat(value["dateTime"].strip()[:19])
+    return dt.date(parsed.year, parsed.month, parsed.day)
 
 
 def _series_uid(uid: str, recurring: bool) -> str:

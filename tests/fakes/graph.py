@@ -25,6 +25,8 @@ from collections import defaultdict
 from urllib.parse import quote, unquote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
+
 from tests.fakes.base import FakeHTTPServer, Request, Response
 from tests.fakes.identity import FakeIdentityPlatform
 from tests.fakes.rooms import FakeEvent, build_rooms, overlapping
@@ -38,8 +40,16 @@ SHOW_AS = {
     "Busy": "busy",
     "OOF": "oof",
     "WorkingElsewhere": "workingElsewhere",
+    "NoData": "unknown",
 }
-_PATH = re.compile(r"^/v1\.0/users/(?P<user>[^/]+)/calendarView$", re.IGNORECASE)
+# /users/{id}/calendarView, or /users('{id}')/calendarView as Graph writes its next links.
+_PATH = re.compile(
+    r"^/v1\.0/users(?:/(?P<user>[^/(]+)|\('(?P<quoted>[^']+)'\))/calendarView$", re.IGNORECASE
+)
+
+
+def _user(match: re.Match[str]) -> str:
+    return unquote(match.group("user") or match.group("quoted")).lower()
 
 
 class FakeGraph(FakeHTTPServer):
@@ -69,6 +79,11 @@ class FakeGraph(FakeHTTPServer):
         self._flight_lock = threading.Lock()
         self._throttle: list[tuple[int, int]] = []  # (status, retry_after)
         self._throttle_lock = threading.Lock()
+        # Graph answers in this zone (a Windows name) whatever Prefer asks, as when the
+        # Prefer header is not honoured; None: the Prefer zone, UTC without one.
+        self.answer_zone: str | None = None
+        self.omitted: set[str] = set()  # properties left out of every event
+        self.exceptions: set[str] = set()  # item ids of occurrences that were modified
 
     # -- set-up ---------------------------------------------------------------------
     def grant(self, client_id: str, permission: str = "Calendars.Read") -> None:
@@ -95,7 +110,7 @@ class FakeGraph(FakeHTTPServer):
             found = [r for r in self.requests if _PATH.match(r.path)]
         if room is None:
             return found
-        return [r for r in found if unquote(_PATH.match(r.path).group("user")).lower() == room]  # type: ignore[union-attr]
+        return [r for r in found if _user(_PATH.match(r.path)) == room]  # type: ignore[arg-type]
 
     # -- protocol ---------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
@@ -133,7 +148,7 @@ class FakeGraph(FakeHTTPServer):
         try:
             if self.work_time:
                 time.sleep(self.work_time)
-            return self._calendar_view(request, unquote(match.group("user")).lower(), client_id)
+            return self._calendar_view(request, _user(match), client_id)
         finally:
             with self._flight_lock:
                 self.in_flight[client_id] -= 1
@@ -193,10 +208,12 @@ class FakeGraph(FakeHTTPServer):
             return _error(400, "BadRequest", "Invalid $top or $skip.")
         top = max(1, min(top, self.max_page_size))
         prefer = _prefer(request.header("prefer"))
-        zone_name = prefer.get("outlook.timezone", "UTC")
+        zone_name = self.answer_zone or prefer.get("outlook.timezone", "UTC")
         try:
-            zone = dt.UTC if zone_name == "UTC" else ZoneInfo(zone_name)
-        except ZoneInfoNotFoundError:
+            # Graph takes IANA and Windows names alike, and answers with the name it was given.
+            iana = MS_TIMEZONE_TO_IANA_MAP.get(zone_name, zone_name)
+            zone = dt.UTC if zone_name == "UTC" else ZoneInfo(iana)
+        except (ZoneInfoNotFoundError, ValueError):
             zone, zone_name = dt.UTC, "UTC"
         body_type = prefer.get("outlook.body-content-type", "html")
 
@@ -205,7 +222,10 @@ class FakeGraph(FakeHTTPServer):
         ordered = [e for e in found if not e.is_recurring] + [e for e in found if e.is_recurring]
         page = ordered[skip : skip + top]
         select = [s for s in request.arg("$select").split(",") if s]
-        value = [_select(_event_json(e, user, zone, zone_name, body_type), select) for e in page]
+        value = [
+            self._shown(_select(_event_json(e, user, zone, zone_name, body_type), select))
+            for e in page
+        ]
 
         payload: dict[str, object] = {
             "@odata.context": f"{self.url}/v1.0/$metadata#users('{quote(user)}')/calendarView"
@@ -217,13 +237,18 @@ class FakeGraph(FakeHTTPServer):
             params["$top"] = str(top)
             params["$skip"] = str(skip + top)
             payload["@odata.nextLink"] = (
-                f"{self.url}/v1.0/users/{quote(user)}/calendarView?{urlencode(params)}"
+                f"{self.url}/v1.0/users('{quote(user)}')/calendarView?{urlencode(params)}"
             )
         headers = {"request-id": str(uuid.uuid4())}
         applied = [f'{k}="{v}"' for k, v in prefer.items() if k.startswith("outlook.")]
         if applied:
             headers["Preference-Applied"] = ", ".join(applied)
         return Response(200, json.dumps(payload), headers=headers, content_type=JSON)
+
+    def _shown(self, event: dict[str, object]) -> dict[str, object]:
+        if event.get("id") in self.exceptions:
+            event["type"] = "exception"
+        return {key: value for key, value in event.items() if key not in self.omitted}
 
 
 def _parse_param(text: str) -> dt.datetime:

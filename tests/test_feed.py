@@ -19,16 +19,13 @@ from connector.models import RefreshStatus, Snapshot
 from connector.refresh import join_background
 from tests.fixtures.feed import by_summary, parse_feed, vevents
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("refresh_threads_joined"),
+]
 
 ROOM_A, ROOM_B = "room-a@contoso.com", "room-b@contoso.com"
 OUTSIDE = "203.0.113.7"  # TEST-NET-3: not in the default ICAL_ALLOWED_NETWORKS
-
-
-@pytest.fixture(autouse=True)
-def _wait_for_refresh_threads():  # type: ignore[no-untyped-def]
-    yield
-    join_background()
 
 
 @pytest.fixture

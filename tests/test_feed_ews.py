@@ -14,20 +14,16 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from connector.refresh import join_background
 from tests.fixtures.feed import by_summary, parse_feed, vevents
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("refresh_threads_joined"),
+]
 
 ROOM_A, ROOM_B = "room-a@contoso.com", "room-b@contoso.com"
 PARIS = ZoneInfo("Europe/Paris")
 COFFEE = 'Coffee ☕ with Zoë & Jürgen; agenda: "Q3, Q4" <draft>'
-
-
-@pytest.fixture(autouse=True)
-def _wait_for_refresh_threads():  # type: ignore[no-untyped-def]
-    yield
-    join_background()
 
 
 @pytest.fixture

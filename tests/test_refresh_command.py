@@ -9,18 +9,14 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from connector.models import Snapshot
-from connector.refresh import join_background
 from tests.fixtures.identity import GRAPH_CLIENT_ID
 
-pytestmark = pytest.mark.django_db(transaction=True)  # refreshes run in a bounded thread
+pytestmark = [
+    pytest.mark.django_db(transaction=True),  # refreshes run in a bounded thread
+    pytest.mark.usefixtures("refresh_threads_joined"),
+]
 
 ROOM_A, ROOM_B = "room-a@contoso.com", "room-b@contoso.com"
-
-
-@pytest.fixture(autouse=True)
-def _wait_for_refresh_threads():  # type: ignore[no-untyped-def]
-    yield
-    join_background()
 
 
 @pytest.fixture

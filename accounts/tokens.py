@@ -448,15 +448,24 @@ def _reauth_error(app: AppRegistration, why: str) -> SourceError:
 
 
 def _aadsts_code(result: dict[str, Any]) -> int:
+    """The AADSTS number: error_codes (numbers, or strings of them) or the description's."""
     codes = result.get("error_codes") or []
-    if codes:
-        return int(codes[0])
+    for code in codes if isinstance(codes, list) else [codes]:
+        match = re.fullmatch(r"\s*(?:AADSTS)?(\d+)\s*", str(code))
+        if match:
+            return int(match.group(1))
     match = _AADSTS.search(str(result.get("error_description") or ""))
     return int(match.group(1)) if match else 0
 
 
 def _access_token(result: dict[str, Any], *, from_cache: bool) -> AccessToken:
-    expires_at = dt.datetime.fromtimestamp(time.time() + int(result["expires_in"]), tz=dt.UTC)
+    # expires_in is a number, or a string of one (the v1 endpoint, AD FS); msal assumes
+    # an hour less a second when it is missing, and so do we.
+    try:
+        lifetime = float(result.get("expires_in", 3599))
+    except (TypeError, ValueError):
+        lifetime = 3599.0
+    expires_at = dt.datetime.fromtimestamp(time.time() + lifetime, tz=dt.UTC)
     return AccessToken(result["access_token"], expires_at.replace(microsecond=0), from_cache)
 
 

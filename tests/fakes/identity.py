@@ -67,6 +67,10 @@ class FakeIdentityPlatform(FakeHTTPServer):
     def __init__(self, *, expires_in: int = 3599) -> None:
         super().__init__(tls=True)
         self.expires_in = expires_in
+        # The v1 endpoint and AD FS send the numbers of a token answer as strings.
+        self.numbers_as_strings = False
+        # Entra ID's error_codes list; False: left out, as some answers (and AD FS) do.
+        self.send_error_codes = True
         self.tenants: dict[str, FakeTenant] = {}  # by tenant id (GUID)
         self.apps: list[FakeApp] = []
         self.tokens: dict[str, IssuedToken] = {}
@@ -337,8 +341,10 @@ class FakeIdentityPlatform(FakeHTTPServer):
         body: dict[str, object] = {
             "token_type": "Bearer",
             "scope": scope,
-            "expires_in": self.expires_in,
-            "ext_expires_in": self.expires_in,
+            "expires_in": str(self.expires_in) if self.numbers_as_strings else self.expires_in,
+            "ext_expires_in": (
+                str(self.expires_in) if self.numbers_as_strings else self.expires_in
+            ),
             "access_token": token,
         }
         if account:
@@ -358,14 +364,17 @@ class FakeIdentityPlatform(FakeHTTPServer):
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         body = {
             "error": error,
-            "error_description": f"AADSTS{code}: {description} Trace ID: {trace_id} "
-            f"Correlation ID: {correlation_id} Timestamp: {stamp}",
+            # Entra ID ends the description with lines of its own, CRLF-separated.
+            "error_description": f"AADSTS{code}: {description}\r\nTrace ID: {trace_id}\r\n"
+            f"Correlation ID: {correlation_id}\r\nTimestamp: {stamp}",
             "error_codes": [code],
             "timestamp": stamp,
             "trace_id": trace_id,
             "correlation_id": correlation_id,
             "error_uri": f"{self.url}/error?code={code}",
         }
+        if not self.send_error_codes:
+            del body["error_codes"]
         return Response(status, json.dumps(body), content_type=JSON)
 
 

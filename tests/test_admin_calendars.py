@@ -17,13 +17,6 @@ ADD_URL = "/admin/connector/calendar/add/"
 
 
 @pytest.fixture
-def admin_client(admin_user: User) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
-@pytest.fixture
 def server(db: None) -> Server:
     account = ServiceAccount.objects.create(
         name="delegate", username="delegate@example.com", password="fake-secret-delegate"

@@ -26,13 +26,6 @@ def data_dir(tmp_path: Path) -> Path:
         yield tmp_path
 
 
-@pytest.fixture
-def admin_client(admin_user: User) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
 def upload(client: Client, name: str, content: bytes | None = None) -> str:
     data = read(name) if content is None else content
     response = client.post(IMPORT_URL, {"file": SimpleUploadedFile(name, data)})

@@ -355,3 +355,33 @@ def test_relative_resource_without_base_is_explained(db: None) -> None:
     with pytest.raises(SourceError) as excinfo:
         IcsSource(server).fetch("room.ics", window())
     assert excinfo.value.code == "ics-location"
+
+
+def test_dtstamp_is_the_change_time_when_there_is_no_last_modified(
+    ics_server: Server, origin: FakeIcsOrigin
+) -> None:
+    # Feeds without METHOD (this application's own, Outlook's) give their revision
+    # time as DTSTAMP only; it must be kept, not replaced by the refresh time.
+    origin.put(
+        "/published/stamped.ics",
+        "\r\n".join(
+            [
+                "BEGIN:VCALENDAR",
+                "VERSION:2.0",
+                "PRODID:-//Contoso//Published calendar//EN",
+                "BEGIN:VEVENT",
+                "UID:stamped@contoso.com",
+                f"DTSTART:{stamp(1, 9)}Z",
+                f"DTEND:{stamp(1, 10)}Z",
+                "DTSTAMP:20260105T090000Z",
+                "SUMMARY:Stamped",
+                "END:VEVENT",
+                "END:VCALENDAR",
+                "",
+            ]
+        ),
+    )
+
+    (record,) = IcsSource(ics_server).fetch("stamped.ics", window())
+
+    assert record.last_modified == dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)

@@ -326,7 +326,8 @@ class IcsSource:
         organizer_name = str(organizer.params.get("CN", "")) if organizer is not None else ""
         status = str(event.get("STATUS") or "").upper()
         description = event.get("DESCRIPTION")
-        modified = event.get("LAST-MODIFIED")
+        # Without METHOD, DTSTAMP is when the event was last revised (RFC 5545 3.8.7.2).
+        modified = event.get("LAST-MODIFIED") or event.get("DTSTAMP")
         return EventRecord(
             uid=uid,
             occurrence_id=occurrence_id,

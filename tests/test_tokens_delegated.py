@@ -7,7 +7,6 @@ registration says "re-authentication needed".
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,25 +18,11 @@ from accounts.models import AppRegistration, TokenCache
 from accounts.tokens import acquire_token, clear_clients, finish_sign_in, start_sign_in
 from connector.sources.errors import SourceError
 from tests.fakes.identity import FakeIdentityPlatform
-from tests.fixtures.identity import GRAPH_CLIENT_ID, GRAPH_SECRET, TENANT
+from tests.fixtures.identity import DELEGATED_ACCOUNT as ACCOUNT
+from tests.fixtures.identity import TENANT
 
-ACCOUNT = "signage-svc@contoso.onmicrosoft.com"
 REDIRECT = "https://signage.example.com/accounts/sign-in/done/"
 SCOPE = "https://graph.microsoft.com/.default"
-
-
-@pytest.fixture
-def delegated_app(db: None, fake_identity: FakeIdentityPlatform) -> Iterator[AppRegistration]:
-    fake_identity.add_user(TENANT, ACCOUNT)
-    yield AppRegistration.objects.create(
-        name="contoso-delegated",
-        flow=AppRegistration.Flow.DELEGATED,
-        tenant=TENANT,
-        client_id=GRAPH_CLIENT_ID,
-        client_secret=GRAPH_SECRET,
-        authority=fake_identity.url,
-        account=ACCOUNT,
-    )
 
 
 def browser_sign_in(flow: dict) -> dict[str, str]:

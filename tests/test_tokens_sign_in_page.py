@@ -4,31 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 import requests
 from django.contrib.auth.models import User
 from django.test import Client
 
 from accounts.models import AppRegistration
 from tests.fakes.identity import FakeIdentityPlatform
-from tests.fixtures.identity import GRAPH_CLIENT_ID, GRAPH_SECRET, TENANT
+from tests.fixtures.identity import DELEGATED_ACCOUNT as ACCOUNT
 from tests.fixtures.users import TEST_PASSWORD
-
-ACCOUNT = "signage-svc@contoso.onmicrosoft.com"
-
-
-@pytest.fixture
-def delegated_app(db: None, fake_identity: FakeIdentityPlatform) -> AppRegistration:
-    fake_identity.add_user(TENANT, ACCOUNT)
-    return AppRegistration.objects.create(
-        name="contoso-delegated",
-        flow=AppRegistration.Flow.DELEGATED,
-        tenant=TENANT,
-        client_id=GRAPH_CLIENT_ID,
-        client_secret=GRAPH_SECRET,
-        authority=fake_identity.url,
-        account=ACCOUNT,
-    )
 
 
 def logged_in(user: User) -> Client:

@@ -217,15 +217,23 @@ def envelope(body: str, build: tuple[int, int, int, int] | None) -> str:
     header = ""
     if build is not None:
         major, minor, major_build, minor_build = build
-        header = (
-            "<s:Header>"
-            f'<h:ServerVersionInfo MajorVersion="{major}" MinorVersion="{minor}" '
-            f'MajorBuildNumber="{major_build}" MinorBuildNumber="{minor_build}" '
-            f'Version="{server_version_name(build)}" xmlns:h="{T}" xmlns="{T}" '
-            'xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
-            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"/>'
-            "</s:Header>"
+        numbers = (
+            f'MajorVersion="{major}" MinorVersion="{minor}" '
+            f'MajorBuildNumber="{major_build}" MinorBuildNumber="{minor_build}"'
         )
+        if major == 8:
+            # Not every Exchange sends the Version attribute (exchangelib's version.py says
+            # so): Exchange 2007 leaves it out here, so the build alone names the schema.
+            header = f'<s:Header><t:ServerVersionInfo {numbers} xmlns:t="{T}"/></s:Header>'
+        else:
+            header = (
+                "<s:Header>"
+                f"<h:ServerVersionInfo {numbers} "
+                f'Version="{server_version_name(build)}" xmlns:h="{T}" xmlns="{T}" '
+                'xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
+                'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"/>'
+                "</s:Header>"
+            )
     return (
         '<?xml version="1.0" encoding="utf-8"?>'
         f'<s:Envelope xmlns:s="{S}">{header}'

@@ -15,6 +15,7 @@ import pytest
 from connector.models import Server
 from connector.sources import open_source
 from connector.sources.errors import SourceError
+from connector.sources.ews import reset_pool
 from tests.fakes.ews import FakeExchange
 from tests.fakes.rooms import FakeEvent
 from tests.test_source_ews import ROOM_A, expected, fields, week
@@ -144,3 +145,19 @@ def test_http_503_is_reported_as_busy_within_the_time_bound(
     with pytest.raises(SourceError) as caught:
         open_source(ews_server).fetch(ROOM_A, week())
     assert caught.value.retryable and caught.value.hint
+
+
+@pytest.mark.parametrize("zone_id", ["Customized Time Zone", "tzone://Microsoft/Custom"])
+def test_a_mailbox_in_a_custom_time_zone_keeps_its_all_day_dates(db: None, zone_id: str) -> None:
+    from tests.fakes.ews_soap import MailboxZone
+    from tests.test_source_ews import ews_server_for
+
+    zone = MailboxZone(iana="Europe/Berlin", windows=zone_id, display="Customized Time Zone")
+    with FakeExchange(zone=zone) as fake:
+        fake.add_user("monitor@contoso.com", "fake-password-monitor", "ntlm", rooms=[ROOM_A])
+        server = ews_server_for(fake, "monitor@contoso.com", "fake-password-monitor", "ntlm")
+        try:
+            records = open_source(server).fetch(ROOM_A, week())
+        finally:
+            reset_pool()
+    assert [fields(r) for r in records] == expected(fake, ROOM_A, week())

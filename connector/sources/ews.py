@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from django.conf import settings
@@ -62,6 +63,7 @@ from exchangelib.protocol import FaultTolerance, Protocol, close_connections
 from exchangelib.services import ConvertId, FindItem, GetItem
 from exchangelib.util import TNS, is_xml
 from exchangelib.version import EXCHANGE_2010, EXCHANGE_2013, Build, Version
+from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
 
 from accounts.tokens import AccessToken, acquire_token, discard_token
 from connector.metrics import EXCHANGE_REQUESTS
@@ -216,7 +218,15 @@ class CalendarViewItems(SchemaOfTheServer, FindItem):
     WARNINGS_TO_IGNORE_IN_RESPONSE = ResponseMessageError
 
     def _elem_to_obj(self, elem: Any) -> Any:
-        raw = (elem.findtext(f"{{{TNS}}}Start"), elem.findtext(f"{{{TNS}}}End"))
+        zones = []
+        for name in ("StartTimeZone", "EndTimeZone"):
+            # Read here, not by exchangelib: it fails the whole answer on a zone id such
+            # as "tzone://Microsoft/Custom" (a mailbox in a customized time zone).
+            child = elem.find(f"{{{TNS}}}{name}")
+            zones.append(_zone(child.get("Id") or child.get("Name")) if child is not None else None)
+            if child is not None:
+                elem.remove(child)
+        raw = (elem.findtext(f"{{{TNS}}}Start"), elem.findtext(f"{{{TNS}}}End"), *zones)
         return super()._elem_to_obj(elem), raw
 
     def _get_paging_values(self, elem: Any) -> tuple[int, None]:  # type: ignore[override]
@@ -300,6 +310,22 @@ def _stored_version(text: str) -> Version | None:
         parts = [int(part) for part in text.split(".")]
         return Version(build=Build(*parts[:4]))
     except (TypeError, ValueError):
+        return None
+
+
+# An item's raw Start and End (EWS text) and its start and end zones, when known.
+RawTimes = tuple[str | None, str | None, ZoneInfo | None, ZoneInfo | None]
+
+
+def _zone(ms_id: str | None) -> ZoneInfo | None:
+    """The zone of a Windows (or IANA) zone id; None for a customized or unknown one."""
+    if not ms_id:
+        return None
+    if ms_id.lower() in ("utc", "tzone://microsoft/utc"):
+        return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(MS_TIMEZONE_TO_IANA_MAP.get(ms_id, ms_id))
+    except (ZoneInfoNotFoundError, ValueError):
         return None
 
 
@@ -743,7 +769,7 @@ class EwsSource:
 
     def _view(
         self, account: Account, folder: Any, start: dt.datetime, end: dt.datetime, splits: int
-    ) -> list[tuple[Any, tuple[str | None, str | None]]]:
+    ) -> list[tuple[Any, RawTimes]]:
         """The items of one CalendarView; halves of it when Exchange will not give it whole.
 
         A CalendarView cannot be paged: a room holding more events than the server's
@@ -795,7 +821,7 @@ class EwsSource:
 
     def _halves(
         self, account: Account, folder: Any, start: dt.datetime, end: dt.datetime, splits: int
-    ) -> list[tuple[Any, tuple[str | None, str | None]]]:
+    ) -> list[tuple[Any, RawTimes]]:
         middle = start + (end - start) / 2
         return self._view(account, folder, start, middle, splits + 1) + self._view(
             account, folder, middle, end, splits + 1
@@ -838,14 +864,14 @@ class EwsSource:
         return enriched
 
     # -- mapping --------------------------------------------------------------------
-    def _record(self, item: Any, raw: tuple[str | None, str | None], resource: str) -> EventRecord:
+    def _record(self, item: Any, raw: RawTimes, resource: str) -> EventRecord:
         start: dt.datetime | dt.date
         end: dt.datetime | dt.date
         raw_start, raw_end = _raw_instant(raw[0]), _raw_instant(raw[1])
-        zone = getattr(item, "_start_timezone", None)
+        zone = raw[2]
         if item.is_all_day and raw_start is not None and raw_end is not None:
             start = _local_date(raw_start, zone)
-            end = _local_date(raw_end, getattr(item, "_end_timezone", None) or zone)
+            end = _local_date(raw_end, raw[3] or zone)
             if end <= start:
                 end = start + dt.timedelta(days=1)
         else:

@@ -7,73 +7,33 @@ fires concurrent requests: every player gets the feed, each room is read once.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.fixtures.exchange import EWS_DELEGATE, EWS_PASSWORD
 from tests.fixtures.feed import parse_feed
+from tests.helpers_process import EWS_SETUP, ROOT, clean_env, ews_env, free_port, migrate_and_set_up
 
-ROOT = Path(__file__).resolve().parent.parent
 ROOM_A, ROOM_B = "room-a@contoso.com", "room-b@contoso.com"
 PLAYERS = 12
 
-SETUP = """
-import os
-from accounts.models import ServiceAccount
-from connector.models import Calendar, Filter, Resource, Server
-
-delegate = ServiceAccount.objects.create(
-    name="delegate", username=os.environ["T_EWS_USER"], password=os.environ["T_EWS_PASSWORD"]
-)
-server = Server.objects.create(
-    server_id="exchange", type="ews", base_uri=os.environ["T_EWS_URL"], service_account=delegate
-)
-calendar = Calendar.objects.create(calendar_id="lobby", server=server)
-Filter.objects.create(calendar=calendar)
-for position, room in enumerate(["room-a@contoso.com", "room-b@contoso.com"]):
-    Resource.objects.create(calendar=calendar, address=room, position=position)
+SETUP = (
+    EWS_SETUP
+    + """
+add_calendar("lobby", ews, ["room-a@contoso.com", "room-b@contoso.com"])
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+)
 
 
 @pytest.fixture
 def web(tmp_path, fake_ews):  # type: ignore[no-untyped-def]
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_URL", "REDIS_URL", "DJANGO_", "PYTEST"))
-    }
-    env.update(
-        DATA_DIR=str(tmp_path / "data"),
-        ENV_FILE=str(tmp_path / "no.env"),
-        T_EWS_URL=fake_ews.url,
-        T_EWS_USER=EWS_DELEGATE,
-        T_EWS_PASSWORD=EWS_PASSWORD,
-    )
-    for args in (("migrate", "--noinput"), ("shell", "-c", SETUP)):
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,  # a loaded CI machine migrates slowly
-        )
-        assert done.returncode == 0, done.stderr
-    port = _free_port()
+    env = clean_env(tmp_path, **ews_env(fake_ews))
+    migrate_and_set_up(env, SETUP)
+    port = free_port()
     log = (tmp_path / "gunicorn.log").open("w")
     server = subprocess.Popen(
         [

@@ -8,30 +8,19 @@ one Exchange request per (server, room) and no token request.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from tests.fixtures.exchange import EWS_DELEGATE, EWS_PASSWORD
 from tests.fixtures.identity import GRAPH_CLIENT_ID, GRAPH_SECRET, TENANT
+from tests.helpers_process import EWS_SETUP, clean_env, ews_env, manage, migrate_and_set_up
 
-ROOT = Path(__file__).resolve().parent.parent
 ROOM_A, ROOM_B, HALL = "room-a@contoso.com", "room-b@contoso.com", "big-hall@contoso.com"
 
-SETUP = """
-from accounts.models import AppRegistration, ServiceAccount
-from connector.models import Calendar, Filter, Resource, Server
-import os
+SETUP = (
+    EWS_SETUP
+    + """
+from accounts.models import AppRegistration
 
-delegate = ServiceAccount.objects.create(
-    name="delegate", username=os.environ["T_EWS_USER"], password=os.environ["T_EWS_PASSWORD"]
-)
-ews = Server.objects.create(
-    server_id="exchange", type="ews", base_uri=os.environ["T_EWS_URL"], service_account=delegate
-)
 app = AppRegistration.objects.create(
     name="contoso", tenant=os.environ["T_TENANT"], client_id=os.environ["T_CLIENT_ID"],
     client_secret=os.environ["T_SECRET"], authority=os.environ["T_AUTHORITY"],
@@ -39,54 +28,26 @@ app = AppRegistration.objects.create(
 graph = Server.objects.create(
     server_id="graph", type="graph", base_uri=os.environ["T_GRAPH_URL"], app_registration=app
 )
-layout = [
-    ("lobby", ews, ["room-a@contoso.com", "room-b@contoso.com"]),
-    ("floor-1", ews, ["room-a@contoso.com"]),
-    ("hall", ews, ["big-hall@contoso.com"]),
-    ("cloud", graph, ["room-a@contoso.com", "room-b@contoso.com"]),
-]
-for calendar_id, server, rooms in layout:
-    calendar = Calendar.objects.create(calendar_id=calendar_id, server=server)
-    Filter.objects.create(calendar=calendar)
-    for position, room in enumerate(rooms):
-        Resource.objects.create(calendar=calendar, address=room, position=position)
+add_calendar("lobby", ews, ["room-a@contoso.com", "room-b@contoso.com"])
+add_calendar("floor-1", ews, ["room-a@contoso.com"])
+add_calendar("hall", ews, ["big-hall@contoso.com"])
+add_calendar("cloud", graph, ["room-a@contoso.com", "room-b@contoso.com"])
 """
-
-
-def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,  # a loaded CI machine migrates slowly
-    )
+)
 
 
 @pytest.fixture
 def process_env(tmp_path, fake_ews, fake_identity, fake_graph):  # type: ignore[no-untyped-def]
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_URL", "REDIS_URL", "DJANGO_", "PYTEST"))
-    }
-    env.update(
-        DATA_DIR=str(tmp_path / "data"),
-        ENV_FILE=str(tmp_path / "no.env"),
-        T_EWS_URL=fake_ews.url,
-        T_EWS_USER=EWS_DELEGATE,
-        T_EWS_PASSWORD=EWS_PASSWORD,
+    env = clean_env(
+        tmp_path,
+        **ews_env(fake_ews),
         T_TENANT=TENANT,
         T_CLIENT_ID=GRAPH_CLIENT_ID,
         T_SECRET=GRAPH_SECRET,
         T_AUTHORITY=fake_identity.url,
         T_GRAPH_URL=fake_graph.url,
     )
-    migrated = manage(env, "migrate", "--noinput")
-    assert migrated.returncode == 0, migrated.stderr
-    made = manage(env, "shell", "-c", SETUP)
-    assert made.returncode == 0, made.stderr
+    migrate_and_set_up(env, SETUP)
     return env
 
 

@@ -20,15 +20,14 @@ import sys
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from tests.fixtures.exchange import EWS_DELEGATE, EWS_PASSWORD
+from tests.fixtures.exchange import EWS_DELEGATE
+from tests.helpers_process import EWS_SETUP, ROOT, clean_env, ews_env, migrate_and_set_up
 
 pytestmark = pytest.mark.scaleout
 
-ROOT = Path(__file__).resolve().parent.parent
 PG = "postgresql://postgres@127.0.0.1:5432"
 REDIS = "redis://127.0.0.1:6379"
 ROUNDS = 3
@@ -44,25 +43,15 @@ LAYOUT = {
     "slow": ([EMPTY], 120),
 }
 
-SETUP = """
-import json, os
-from accounts.models import ServiceAccount
-from connector.models import Calendar, Filter, Resource, Server
+SETUP = (
+    EWS_SETUP
+    + """
+import json
 
-delegate = ServiceAccount.objects.create(
-    name="delegate", username=os.environ["T_EWS_USER"], password=os.environ["T_EWS_PASSWORD"]
-)
-server = Server.objects.create(
-    server_id="exchange", type="ews", base_uri=os.environ["T_EWS_URL"], service_account=delegate
-)
 for calendar_id, (rooms, period) in json.loads(os.environ["T_LAYOUT"]).items():
-    calendar = Calendar.objects.create(
-        calendar_id=calendar_id, server=server, cache_persistence=period
-    )
-    Filter.objects.create(calendar=calendar)
-    for position, room in enumerate(rooms):
-        Resource.objects.create(calendar=calendar, address=room, position=position)
+    add_calendar(calendar_id, ews, rooms, cache_persistence=period)
 """
+)
 
 
 def _reachable() -> str:
@@ -112,17 +101,6 @@ def redis_url():  # type: ignore[no-untyped-def]
         client.delete(key)
 
 
-def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,  # a loaded CI machine migrates slowly
-    )
-
-
 def tasks(url: str, func: str) -> list[tuple[float, bool, str]]:
     """(started as a UNIX time, success, result) of the finished tasks running ``func``."""
     import psycopg
@@ -152,25 +130,15 @@ def test_two_clusters_refresh_every_calendar_exactly_once_per_period(  # type: i
     import json
 
     fake_ews.grant(EWS_DELEGATE, EMPTY)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_URL", "REDIS_URL", "DJANGO_", "PYTEST"))
-    }
-    env.update(
-        DATA_DIR=str(tmp_path / "data"),
-        ENV_FILE=str(tmp_path / "no.env"),
+    env = clean_env(
+        tmp_path,
+        **ews_env(fake_ews),
         DATABASE_URL=postgres_url,
         REDIS_URL=redis_url,
         Q_WORKERS="2",
-        T_EWS_URL=fake_ews.url,
-        T_EWS_USER=EWS_DELEGATE,
-        T_EWS_PASSWORD=EWS_PASSWORD,
         T_LAYOUT=json.dumps(LAYOUT),
     )
-    for args in (("migrate", "--noinput"), ("shell", "-c", SETUP)):
-        done = manage(env, *args)
-        assert done.returncode == 0, done.stderr
+    migrate_and_set_up(env, SETUP)
 
     # The dispatcher's first run when the clusters are up (migrate set it to "now").
     import psycopg

@@ -6,7 +6,6 @@ import io
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,16 +18,10 @@ import requests
 from django.contrib.auth.models import User
 
 from connector.management.commands.serve import ensure_superuser, open_url, prepare_metrics_dir
+from tests.helpers_process import ROOT, free_port
 
-REPO = Path(__file__).resolve().parent.parent
 PASSWORD = re.compile(r"^  Password: (\S+)$", re.MULTILINE)
 STARTED = re.compile(r"^Started the (web server|worker) \(pid (\d+)\)\.$", re.MULTILINE)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -69,7 +62,7 @@ class Serve:
         environment.pop("DATABASE_URL", None)
         environment.update(env)
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "manage.py"), "serve", "--bind", f"127.0.0.1:{port}"],
+            [sys.executable, str(ROOT / "manage.py"), "serve", "--bind", f"127.0.0.1:{port}"],
             env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -57,6 +57,25 @@ class KeepSecretsForm(forms.ModelForm):
         return cleaned
 
 
+class SecretsAdmin(admin.ModelAdmin):
+    """An admin whose form is a KeepSecretsForm.
+
+    A view-only page (a user without the change permission) renders every
+    field as plain text, which would print the decrypted secret: leave the
+    secret fields off that page.
+    """
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        secrets = set(getattr(self.form, "secret_fields", ()))
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f not in secrets]})
+            for name, options in fieldsets
+        ]
+
+
 class ServiceAccountForm(KeepSecretsForm):
     secret_fields = ("password",)
 
@@ -96,7 +115,7 @@ class AppRegistrationForm(KeepSecretsForm):
 
 
 @admin.register(ServiceAccount)
-class ServiceAccountAdmin(admin.ModelAdmin):
+class ServiceAccountAdmin(SecretsAdmin):
     form = ServiceAccountForm
     list_display = ("name", "username", "server_count", "updated")
     search_fields = ("name", "username")
@@ -135,7 +154,7 @@ class SecretExpiryFilter(admin.SimpleListFilter):
 
 
 @admin.register(AppRegistration)
-class AppRegistrationAdmin(admin.ModelAdmin):
+class AppRegistrationAdmin(SecretsAdmin):
     form = AppRegistrationForm
     list_display = (
         "name",

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 
-from accounts.admin import KeepSecretsForm
+from accounts.admin import KeepSecretsForm, SecretsAdmin
 from connector import xmlconfig
 from connector.models import Alarm, Calendar, Filter, Resource, Server
 from connector.models.calendars import FREE_BUSY, IMPORTANCES, SENSITIVITIES, new_feed_key
@@ -233,7 +233,7 @@ class CalendarForm(KeepSecretsForm):
 
 
 @admin.register(Calendar)
-class CalendarAdmin(admin.ModelAdmin):
+class CalendarAdmin(SecretsAdmin):
     form = CalendarForm
     inlines = [ResourceInline, FilterInline, AlarmInline]
     list_display = (

@@ -86,6 +86,40 @@ def test_staff_view_calendars_but_cannot_change_them(
     assert Calendar.objects.filter(calendar_id="hall").exists()
 
 
+def test_staff_viewing_a_calendar_do_not_see_its_own_password(
+    client: Client, objects: dict[str, int], staff_user: User
+) -> None:
+    calendar = Calendar.objects.get(pk=objects["calendar"])
+    calendar.username = "other@contoso.com"
+    calendar.password = "fake-secret-calendar-own"
+    calendar.save()
+    login(client, "staff")
+
+    page = client.get(f"/admin/connector/calendar/{calendar.pk}/change/")
+
+    assert page.status_code == 200
+    assert "other@contoso.com" in page.content.decode()
+    assert "fake-secret-calendar-own" not in page.content.decode()
+
+
+def test_a_view_only_permission_on_credentials_does_not_show_their_secrets(
+    client: Client, objects: dict[str, int], staff_user: User
+) -> None:
+    staff_user.user_permissions.add(
+        Permission.objects.get(codename="view_serviceaccount"),
+        Permission.objects.get(codename="view_appregistration"),
+    )
+    login(client, "staff")
+
+    account = client.get(f"/admin/accounts/serviceaccount/{objects['account']}/change/")
+    app = client.get(f"/admin/accounts/appregistration/{objects['app']}/change/")
+
+    assert account.status_code == app.status_code == 200
+    assert "delegate@contoso.com" in account.content.decode()
+    assert "fake-password-roles" not in account.content.decode()
+    assert "fake-secret-roles" not in app.content.decode()
+
+
 def test_staff_open_status_and_console(
     client: Client, objects: dict[str, int], staff_user: User
 ) -> None:

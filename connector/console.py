@@ -98,9 +98,6 @@ class TimelineDay:
     def label(self) -> str:
         return f"{self.day:%a %d %b}"
 
-    def style_of(self, block: Block) -> str:
-        return f"left:{block.left:.2f}%;width:{block.width:.2f}%"
-
 
 @dataclass(frozen=True)
 class TimelineRoom:

@@ -23,9 +23,6 @@ class Window:
         if self.end <= self.start:
             raise ValueError("window end must be after its start")
 
-    def covers(self, other: Window) -> bool:
-        return self.start <= other.start and other.end <= self.end
-
 
 @dataclass(frozen=True)
 class EventRecord:

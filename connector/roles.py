@@ -52,20 +52,6 @@ def create_roles(sender: AppConfig, using: str = "default", **kwargs: Any) -> No
     ensure_signage_staff_group()
 
 
-def is_signage_staff(user: object) -> bool:
-    """Administrators and members of the signage staff group."""
-    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-        return False
-    if getattr(user, "is_superuser", False):
-        return True
-    return (
-        bool(getattr(user, "is_staff", False))
-        and user.groups.filter(  # type: ignore[attr-defined]
-            name=SIGNAGE_STAFF
-        ).exists()
-    )
-
-
 def can_operate(user: object) -> bool:
     """May open the status page and the console, and refresh calendars.
 
@@ -78,12 +64,4 @@ def can_operate(user: object) -> bool:
         return True
     return bool(getattr(user, "is_staff", False)) and user.has_perm(  # type: ignore[attr-defined]
         OPERATE_PERMISSION
-    )
-
-
-def can_see_credentials(user: object) -> bool:
-    """Credential pages (names, usernames, tenants) are for those who may view them."""
-    return bool(getattr(user, "is_active", False)) and (
-        user.has_perm("accounts.view_appregistration")  # type: ignore[attr-defined]
-        or user.has_perm("accounts.view_serviceaccount")  # type: ignore[attr-defined]
     )

@@ -161,3 +161,17 @@ def test_a_mailbox_in_a_custom_time_zone_keeps_its_all_day_dates(db: None, zone_
         finally:
             reset_pool()
     assert [fields(r) for r in records] == expected(fake, ROOM_A, week())
+
+
+@pytest.mark.parametrize(
+    "time_format",
+    ["%Y-%m-%dT%H:%M:%S.000Z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"],
+    ids=["milliseconds", "offset", "no-zone"],
+)
+def test_instants_written_another_way_are_read_the_same(
+    ews_server: Server, fake_ews: FakeExchange, time_format: str
+) -> None:
+    fake_ews.time_format = time_format
+    records = open_source(ews_server).fetch(ROOM_A, week())
+    assert [fields(r) for r in records] == expected(fake_ews, ROOM_A, week())
+    assert all(r.last_modified == dt.datetime(2026, 1, 5, 9, tzinfo=dt.UTC) for r in records)

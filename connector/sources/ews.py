@@ -227,6 +227,14 @@ class CalendarViewItems(SchemaOfTheServer, FindItem):
             if child is not None:
                 elem.remove(child)
         raw = (elem.findtext(f"{{{TNS}}}Start"), elem.findtext(f"{{{TNS}}}End"), *zones)
+        for name in ("Start", "End", "OriginalStart", "RecurrenceId", "LastModifiedTime"):
+            # exchangelib reads only whole seconds in UTC and makes anything else None:
+            # instants with milliseconds or an offset are rewritten so, the raw kept above.
+            child = elem.find(f"{{{TNS}}}{name}")
+            if child is not None and child.text:
+                instant = _raw_instant(child.text)
+                if instant is not None:
+                    child.text = instant.strftime("%Y-%m-%dT%H:%M:%SZ")
         return super()._elem_to_obj(elem), raw
 
     def _get_paging_values(self, elem: Any) -> tuple[int, None]:  # type: ignore[override]
@@ -336,7 +344,10 @@ def _utc(value: dt.datetime) -> dt.datetime:
 def _raw_instant(text: str | None) -> dt.datetime | None:
     if not text:
         return None
-    return _utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+    value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:  # EWS means UTC when it writes no offset
+        value = value.replace(tzinfo=dt.UTC)
+    return _utc(value)
 
 
 def _local_date(instant: dt.datetime, zone: Any) -> dt.date:

@@ -105,6 +105,7 @@ class FakeExchange(FakeHTTPServer):
         self.find_count_mode = "truncate"
         self.find_item_warning = ""  # a ResponseCode answered as ResponseClass="Warning"
         self.omitted: set[str] = set()  # FieldURIs left out of every item, asked or not
+        self.time_format = "%Y-%m-%dT%H:%M:%SZ"  # how instants are written (strftime)
         self.autodiscover_url = ""  # what autodiscover answers; default: this server
         self.ops: list[OpRecord] = []
         self.work_time = 0.0  # seconds each SOAP answer takes, counted as in flight
@@ -477,7 +478,13 @@ class FakeExchange(FakeHTTPServer):
             organizer_smtp = self.organizer_smtp_in_find_item
             shown = [uri for uri in fields if uri not in self.omitted]
             items = "".join(
-                soap.calendar_item(event, shown, self.zone, organizer_smtp=organizer_smtp)
+                soap.calendar_item(
+                    event,
+                    shown,
+                    self.zone,
+                    organizer_smtp=organizer_smtp,
+                    time_format=self.time_format,
+                )
                 for event in found
             )
             last = "true" if len(found) == total else "false"
@@ -513,6 +520,8 @@ class FakeExchange(FakeHTTPServer):
                 continue
             with self._lock:
                 event = next(e for e in self.mailboxes[mailbox] if e.item_id == item_id)
-            item = soap.calendar_item(replace(event), fields, self.zone)
+            item = soap.calendar_item(
+                replace(event), fields, self.zone, time_format=self.time_format
+            )
             messages.append(soap.success_message("GetItem", f"<m:Items>{item}</m:Items>"))
         return messages, result

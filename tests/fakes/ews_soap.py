@@ -339,6 +339,7 @@ def calendar_item(
     zone: MailboxZone,
     *,
     organizer_smtp: bool = True,
+    time_format: str = "%Y-%m-%dT%H:%M:%SZ",
 ) -> str:
     """One <t:CalendarItem> with the requested properties, in the schema's order."""
     wanted = set(fields)
@@ -348,6 +349,14 @@ def calendar_item(
         # Exchange leaves out a property that has no value rather than send it empty.
         if uri in wanted and text:
             parts.append(f"<t:{element}{attrs}>{escape(text)}</t:{element}>")
+
+    def when(value: dt.datetime) -> str:
+        # Exchange writes UTC with a Z; with a DateTimePrecision it adds milliseconds, and
+        # some servers write the mailbox's offset instead.
+        if "%z" in time_format:
+            text = value.astimezone(ZoneInfo(zone.iana)).strftime(time_format)
+            return f"{text[:-2]}:{text[-2:]}"  # +01:00, as xs:dateTime writes it
+        return value.astimezone(dt.UTC).strftime(time_format)
 
     def flag(value: bool) -> str:
         return "true" if value else "false"
@@ -360,15 +369,15 @@ def calendar_item(
         parts.append(f"<t:Categories>{strings}</t:Categories>")
     add("item:Importance", "Importance", event.importance)
     add("item:IsDraft", "IsDraft", flag(event.is_draft))
-    add("item:LastModifiedTime", "LastModifiedTime", utc_text(event.last_modified))
+    add("item:LastModifiedTime", "LastModifiedTime", when(event.last_modified))
     add("item:TextBody", "TextBody", event.body, ' BodyType="Text"')
     add("calendar:UID", "UID", event.uid)
     if event.series_start is not None:
-        add("calendar:RecurrenceId", "RecurrenceId", utc_text(_instant(event.series_start, zone)))
-    add("calendar:Start", "Start", utc_text(_instant(event.start, zone)))
-    add("calendar:End", "End", utc_text(_instant(event.end, zone)))
+        add("calendar:RecurrenceId", "RecurrenceId", when(_instant(event.series_start, zone)))
+    add("calendar:Start", "Start", when(_instant(event.start, zone)))
+    add("calendar:End", "End", when(_instant(event.end, zone)))
     if event.series_start is not None:
-        add("calendar:OriginalStart", "OriginalStart", utc_text(_instant(event.series_start, zone)))
+        add("calendar:OriginalStart", "OriginalStart", when(_instant(event.series_start, zone)))
     add("calendar:IsAllDayEvent", "IsAllDayEvent", flag(event.all_day))
     add("calendar:LegacyFreeBusyStatus", "LegacyFreeBusyStatus", event.free_busy)
     if event.location:

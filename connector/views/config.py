@@ -141,6 +141,19 @@ def _context(request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _preview(
+    request: HttpRequest, plan: xmlconfig.Plan, *, token: str, filename: str
+) -> HttpResponse:
+    """What importing the upload would change, with the buttons to go on or cancel."""
+    return render(
+        request,
+        "admin/connector/config_preview.html",
+        _context(
+            request, "Import configuration.xml: preview", plan=plan, token=token, filename=filename
+        ),
+    )
+
+
 def _calendar_opts() -> Any:
     from connector.models import Calendar
 
@@ -167,17 +180,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
             _drop_upload(request)
             _forget_old_uploads()
             token = _keep_upload(request, data, upload.name, plan.fingerprint())
-            return render(
-                request,
-                "admin/connector/config_preview.html",
-                _context(
-                    request,
-                    "Import configuration.xml: preview",
-                    plan=plan,
-                    token=token,
-                    filename=upload.name,
-                ),
-            )
+            return _preview(request, plan, token=token, filename=upload.name)
     return render(
         request,
         "admin/connector/config_import.html",
@@ -223,17 +226,7 @@ def import_confirm(request: HttpRequest) -> HttpResponse:
         # The database changed since the preview: show what would happen now.
         request.session[SESSION_KEY] = {**info, "fingerprint": plan.fingerprint()}
         messages.warning(request, "The configuration changed since the preview; check it again.")
-        return render(
-            request,
-            "admin/connector/config_preview.html",
-            _context(
-                request,
-                "Import configuration.xml: preview",
-                plan=plan,
-                token=info["token"],
-                filename=info["name"],
-            ),
-        )
+        return _preview(request, plan, token=info["token"], filename=info["name"])
     _drop_upload(request)
     log.info("configuration.xml imported by %s: %s", request.user, plan.summary())
     if plan.is_empty:

@@ -83,3 +83,23 @@ def test_a_version_refused_in_schema_validation_still_finds_the_servers_version(
     assert [fields(r) for r in records] == expected(fake, ROOM_B, week())
     assert Server.objects.get(pk=server.pk).ews_version == "14.0.639.21"
     assert fake.ops[-1].requested_version == "Exchange2010"
+
+
+def test_a_server_without_a_version_probe_is_read_and_its_version_learned(db: None) -> None:
+    with FakeExchange(build=fake_ews_module.EXCHANGE_2016) as fake:
+        fake.serves_convert_id = False
+        fake.add_user("monitor@contoso.com", "fake-password-monitor", "ntlm", rooms=[ROOM_B])
+        server = ews_server_for(fake, "monitor@contoso.com", "fake-password-monitor", "ntlm")
+        try:
+            records = open_source(server).fetch(ROOM_B, week())
+            reset_pool()
+            fake.clear_log()
+            again = open_source(Server.objects.get(pk=server.pk)).fetch(ROOM_B, week())
+        finally:
+            reset_pool()
+        second_round = [op.operation for op in fake.ops]
+
+    assert [fields(r) for r in records] == expected(fake, ROOM_B, week())
+    assert [fields(r) for r in again] == [fields(r) for r in records]
+    assert Server.objects.get(pk=server.pk).ews_version == "15.1.2507.6"
+    assert second_round == ["FindItem"]

@@ -114,6 +114,10 @@ def _field(name: str) -> FieldPath:
     return FieldPath(field=CalendarItem.get_field_by_fieldname(name))
 
 
+# What the source reads with when Exchange will not say its version (see _learn_version).
+ASSUMED_VERSION = Version(build=Build(14, 2), api_version="Exchange2010_SP2")
+
+
 def _find_fields(version: Version) -> list[FieldPath]:
     fields = [_field(name) for name in _FIND_FIELDS]
     # All-day events come as UTC instants of the mailbox zone's midnights: its zone
@@ -741,14 +745,24 @@ class EwsSource:
         try:
             version = connection.protocol.version
         except TransportError as exc:
-            if not _refused_in_schema_validation(exc):
+            if _refused_in_schema_validation(exc):
+                version = _guess_older_version(connection.protocol)
+            elif str(exc).startswith("No valid version headers"):
+                # The probe's answers carried no ServerVersionInfo (a server or proxy that
+                # serves no ConvertId): read as the oldest Exchange with every property the
+                # view asks for; the calendar view's own answer names the real version.
+                connection.protocol.config.version = ASSUMED_VERSION
+                step.note(f"Exchange version not told; reading as {ASSUMED_VERSION.api_version}")
+                return
+            else:
                 raise
-            version = _guess_older_version(connection.protocol)
         step.note(f"Exchange {version.build} (learned)")
         self._store_version(str(version.build))
 
     def _remember_version(self, account: Account) -> None:
         build = account.version.build if account.version else None
+        if build is ASSUMED_VERSION.build:
+            return  # nothing learned: never store a guess
         if build is not None and str(build) != self.server.ews_version:
             self._store_version(str(build))
 

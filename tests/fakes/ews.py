@@ -106,6 +106,7 @@ class FakeExchange(FakeHTTPServer):
         self.find_item_warning = ""  # a ResponseCode answered as ResponseClass="Warning"
         self.omitted: set[str] = set()  # FieldURIs left out of every item, asked or not
         self.time_format = "%Y-%m-%dT%H:%M:%SZ"  # how instants are written (strftime)
+        self.serves_convert_id = True  # False: exchangelib's version probe finds nothing
         self.autodiscover_url = ""  # what autodiscover answers; default: this server
         self.ops: list[OpRecord] = []
         self.work_time = 0.0  # seconds each SOAP answer takes, counted as in flight
@@ -345,6 +346,9 @@ class FakeExchange(FakeHTTPServer):
                 f"The value '{unknown[0]}' is invalid according to its datatype "
                 f"'{soap.T}:UnindexedFieldURIType' - The Enumeration constraint failed.",
             )
+        if req.operation == "ConvertId" and not self.serves_convert_id:
+            self._record(req, outcome, connection_id, "fault:ErrorInvalidRequest")
+            return self._fault("ErrorInvalidRequest", "The request is invalid.")
         handler = {
             "ConvertId": self._convert_id,
             "GetFolder": self._get_folder,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import icalendar
 
@@ -92,15 +93,44 @@ def _when(value: dt.date | dt.datetime, all_day: bool) -> dt.date | dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+# RFC 5545 text allows no control character but HTAB (line breaks are escaped);
+# subjects pasted into Outlook from other programs can carry them, and strict
+# parsers then refuse the whole feed.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _clean(value: str) -> str:
+    return _CONTROL.sub("", value)
+
+
+def _cleaned(record: EventRecord) -> EventRecord:
+    return replace(
+        record,
+        subject=_clean(record.subject),
+        location=_clean(record.location),
+        organizer_name=_clean(record.organizer_name),
+        organizer_email=_clean(record.organizer_email),
+        categories=tuple(_clean(category) for category in record.categories),
+        body=_clean(record.body) if record.body is not None else None,
+    )
+
+
 def _vevent(event: FeedEvent, info: FeedInfo, stamp: dt.datetime) -> icalendar.Event:
-    record = event.record
+    record = _cleaned(event.record)
     vevent = icalendar.Event()
-    vevent.add("uid", event_uid(record))
+    vevent.add("uid", event_uid(event.record))
     vevent.add("dtstamp", (record.last_modified or stamp).astimezone(dt.UTC))
-    vevent.add("dtstart", _when(record.start, record.all_day))
-    vevent.add("dtend", _when(record.end, record.all_day))
+    start = _when(record.start, record.all_day)
+    end = _when(record.end, record.all_day)
+    # DTEND may not come before DTSTART, nor equal it for a day (RFC 5545 3.8.2.2).
+    if record.all_day and end <= start:
+        end = start + dt.timedelta(days=1)
+    elif end < start:
+        end = start
+    vevent.add("dtstart", start)
+    vevent.add("dtend", end)
     vevent.add("summary", record.subject)
-    location = info.label or record.location
+    location = _clean(info.label) or record.location
     if location:
         vevent.add("location", location)
     if record.organizer_email:

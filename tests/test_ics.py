@@ -371,3 +371,37 @@ def test_build_ics_alone_is_deterministic_and_sorted() -> None:
     assert text.index("Sooner") < text.index("Later")
     assert text.endswith("\r\n")
     assert event_uid(later.record) != event_uid(sooner.record)
+
+
+def test_control_characters_are_dropped_so_strict_parsers_accept_the_feed() -> None:
+    record = make_record(
+        "Q3\x0bplan\x00",
+        location="Room\x0cA",
+        organizer_name="Bob\x1b Boss",
+        categories=("Blue\x07",),
+        body="one\x01two\r\nthree\tfour",
+    )
+    info = FeedInfo(name="x", refresh_interval=300, include_body=True)
+
+    (event,) = vevents(parse_feed(build_ics(info, [FeedEvent(record)], stamp=at(2, 0))))
+
+    assert str(event["SUMMARY"]) == "Q3plan"
+    assert str(event["LOCATION"]) == "RoomA"
+    assert event["ORGANIZER"].params["CN"] == "Bob Boss"
+    assert event["CATEGORIES"].cats == ["Blue"]
+    assert str(event["DESCRIPTION"]) == "onetwo\nthree\tfour"
+    assert event_uid(record) == str(event["UID"])
+
+
+def test_an_event_ending_before_it_starts_ends_when_it_starts() -> None:
+    backwards = make_record("Backwards", start=at(2, 10), end=at(2, 9))
+    no_day = make_record("No day", all_day=True, start=dt.date(2026, 3, 3), end=dt.date(2026, 3, 3))
+    info = FeedInfo(name="x", refresh_interval=300)
+
+    parsed = parse_feed(build_ics(info, [FeedEvent(backwards), FeedEvent(no_day)], stamp=at(2, 0)))
+
+    (backwards_event,) = by_summary(parsed, "Backwards")
+    (no_day_event,) = by_summary(parsed, "No day")
+    assert backwards_event["DTEND"].dt == backwards_event["DTSTART"].dt == at(2, 10)
+    assert no_day_event["DTSTART"].dt == dt.date(2026, 3, 3)
+    assert no_day_event["DTEND"].dt == dt.date(2026, 3, 4)

@@ -50,6 +50,7 @@ from exchangelib import (
 from exchangelib.errors import (
     ErrorCalendarViewRangeTooBig,
     ErrorExceededFindCountLimit,
+    ErrorInvalidServerVersion,
     ErrorSchemaValidation,
     RateLimitError,
     ResponseMessageError,
@@ -747,7 +748,7 @@ class EwsSource:
         except TransportError as exc:
             if _refused_in_schema_validation(exc):
                 version = _guess_older_version(connection.protocol)
-            elif str(exc).startswith("No valid version headers"):
+            elif _no_version_told(exc):
                 # The probe's answers carried no ServerVersionInfo (a server or proxy that
                 # serves no ConvertId): read as the oldest Exchange with every property the
                 # view asks for; the calendar view's own answer names the real version.
@@ -947,6 +948,17 @@ def _guess_older_version(protocol: Protocol) -> Version:
             if not _refused_in_schema_validation(exc):
                 raise
     raise ErrorSchemaValidation("The server refused every RequestServerVersion in the probe")
+
+
+def _no_version_told(exc: TransportError) -> bool:
+    """The probe's answers named no version, and refused nothing but the probe itself.
+
+    Any other refusal (impersonation denied, a bad account) is the news, not the version.
+    """
+    if not str(exc).startswith("No valid version headers"):
+        return False
+    cause = exc.__cause__ or exc.__context__
+    return cause is None or isinstance(cause, ErrorInvalidServerVersion)
 
 
 def _refused_in_schema_validation(exc: BaseException) -> bool:

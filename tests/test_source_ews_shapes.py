@@ -175,3 +175,21 @@ def test_instants_written_another_way_are_read_the_same(
     records = open_source(ews_server).fetch(ROOM_A, week())
     assert [fields(r) for r in records] == expected(fake_ews, ROOM_A, week())
     assert all(r.last_modified == dt.datetime(2026, 1, 5, 9, tzinfo=dt.UTC) for r in records)
+
+
+def test_a_fault_in_another_soap_style_keeps_its_response_code(
+    ews_server: Server, fake_ews: FakeExchange
+) -> None:
+    fake_ews.soap_prefix = "soap"
+    fake_ews.xml_declaration = False
+    assert [fields(r) for r in open_source(ews_server).fetch(ROOM_A, week())] == expected(
+        fake_ews, ROOM_A, week()
+    )
+    fake_ews.revoke("delegate@contoso.com", ROOM_A)
+    with pytest.raises(SourceError) as caught:
+        open_source(ews_server).fetch(ROOM_A, week())
+    assert caught.value.code == "ErrorAccessDenied"
+    fake_ews.inject_fault("ErrorImpersonateUserDenied", "The account does not have permission.")
+    with pytest.raises(SourceError) as caught:
+        open_source(ews_server).fetch("room-b@contoso.com", week())
+    assert caught.value.code == "ErrorImpersonateUserDenied"

@@ -107,6 +107,10 @@ class FakeExchange(FakeHTTPServer):
         self.omitted: set[str] = set()  # FieldURIs left out of every item, asked or not
         self.time_format = "%Y-%m-%dT%H:%M:%SZ"  # how instants are written (strftime)
         self.serves_convert_id = True  # False: exchangelib's version probe finds nothing
+        # The envelope's prefix and XML declaration: Exchange writes "s" with one; other
+        # SOAP stacks write "soap" and may leave the declaration out.
+        self.soap_prefix = "s"
+        self.xml_declaration = True
         self.autodiscover_url = ""  # what autodiscover answers; default: this server
         self.ops: list[OpRecord] = []
         self.work_time = 0.0  # seconds each SOAP answer takes, counted as in flight
@@ -265,14 +269,27 @@ class FakeExchange(FakeHTTPServer):
     def _fault(self, code: str, text: str, *, back_off_ms: int | None = None) -> Response:
         return Response(
             status=500,
-            body=soap.fault(code, text, back_off_ms=back_off_ms),
+            body=self._styled(soap.fault(code, text, back_off_ms=back_off_ms)),
             content_type=SOAP_CONTENT_TYPE,
         )
 
     def _ok(self, operation: str, messages: list[str]) -> Response:
         return Response(
-            body=soap.response(operation, messages, self.build), content_type=SOAP_CONTENT_TYPE
+            body=self._styled(soap.response(operation, messages, self.build)),
+            content_type=SOAP_CONTENT_TYPE,
         )
+
+    def _styled(self, envelope: str) -> str:
+        if not self.xml_declaration:
+            envelope = envelope.removeprefix('<?xml version="1.0" encoding="utf-8"?>')
+        if self.soap_prefix != "s":
+            p = self.soap_prefix
+            envelope = (
+                envelope.replace("<s:", f"<{p}:")
+                .replace("</s:", f"</{p}:")
+                .replace("xmlns:s=", f"xmlns:{p}=")
+            )
+        return envelope
 
     def _record(
         self, req: soap.SoapRequest, outcome: Outcome, connection_id: int, result: str

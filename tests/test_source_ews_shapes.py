@@ -144,7 +144,20 @@ def test_http_503_is_reported_as_busy_within_the_time_bound(
     fake_ews.faults.fail_next(100, status=503)
     with pytest.raises(SourceError) as caught:
         open_source(ews_server).fetch(ROOM_A, week())
-    assert caught.value.retryable and caught.value.hint
+    assert caught.value.code == "http-503" and caught.value.retryable
+    assert "MSExchangeServicesAppPool" in caught.value.hint
+    assert "throttling" not in caught.value.hint
+
+
+def test_a_busy_fault_is_still_throttling(
+    ews_server: Server, fake_ews: FakeExchange, settings: object
+) -> None:
+    settings.REFRESH_TIMEOUT = 1  # type: ignore[attr-defined]
+    open_source(ews_server).fetch(ROOM_A, week())
+    fake_ews.inject_busy(100, back_off_ms=5000)
+    with pytest.raises(SourceError) as caught:
+        open_source(ews_server).fetch(ROOM_A, week())
+    assert caught.value.code == "ErrorServerBusy"
 
 
 @pytest.mark.parametrize("zone_id", ["Customized Time Zone", "tzone://Microsoft/Custom"])

@@ -158,11 +158,16 @@ class RefreshRetryPolicy(FaultTolerance):
         wait = self.DEFAULT_BACKOFF if seconds is None else seconds
         deadline = getattr(self._local, "deadline", None)
         if deadline is not None and time.monotonic() + wait > deadline:
+            if getattr(self._local, "status", None) == 503:
+                # Not EWS throttling (that is a SOAP ErrorServerBusy): IIS or a load
+                # balancer saying the EWS application is unavailable.
+                raise EwsHttpError(503)
             raise RateLimitError("Back-off beyond the refresh deadline", wait=wait)
         super().back_off(wait)
 
     def raise_response_errors(self, response: requests.Response) -> None:
         status = response.status_code
+        self._local.status = status
         soap_fault = status == 500 and bool(response.content) and is_xml(response.content)
         if status == 500 and not soap_fault and _is_soap(response.content):
             # A SOAP fault exchangelib's quick test misses (no XML declaration and another

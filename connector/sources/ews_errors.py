@@ -134,6 +134,17 @@ def _http(exc: EwsHttpError, ctx: ErrorContext) -> SourceError:
             retryable=True,
             step="connect",
         )
+    if exc.status == 503:
+        return SourceError(
+            f"EWS at {ctx.host} is unavailable (HTTP 503).",
+            code="http-503",
+            hint="IIS or the load balancer in front of Exchange answers that EWS is not "
+            "available: the EWS application pool (MSExchangeServicesAppPool) is stopped or "
+            "recycling, the server is in maintenance, or no server behind the load balancer "
+            "is healthy. It usually passes; if not, check the pool in IIS and the load "
+            "balancer's health checks.",
+            retryable=True,
+        )
     if exc.status >= 500:
         return SourceError(
             f"Exchange at {ctx.host} failed with HTTP {exc.status}.",

@@ -53,8 +53,12 @@ def test_each_exchange_version_reads_a_room_and_is_learned_once(db: None, name: 
     assert second_round == [("FindItem", api_version, "ok")]
 
 
-def test_a_too_new_request_version_is_refused_as_exchange_does(db: None) -> None:
+@pytest.mark.parametrize(
+    "fault", ["ErrorInvalidServerVersion", "ErrorInvalidRequest", "ErrorIncorrectSchemaVersion"]
+)
+def test_a_too_new_request_version_is_refused_as_exchange_does(db: None, fault: str) -> None:
     with FakeExchange(build=fake_ews_module.EXCHANGE_2010_SP2) as fake:
+        fake.too_new_version_fault = fault
         fake.add_user("monitor@contoso.com", "fake-password-monitor", "ntlm", rooms=[ROOM_B])
         server = ews_server_for(fake, "monitor@contoso.com", "fake-password-monitor", "ntlm")
         try:
@@ -64,7 +68,7 @@ def test_a_too_new_request_version_is_refused_as_exchange_does(db: None) -> None
         probes = [(op.requested_version, op.outcome) for op in fake.ops[:-1]]
 
     assert probes[-1] == ("Exchange2010_SP2", "ok")
-    assert {outcome for _, outcome in probes[:-1]} == {"fault:ErrorInvalidServerVersion"}
+    assert {outcome for _, outcome in probes[:-1]} == {f"fault:{fault}"}
     assert probes[0][0] == "Exchange2016"
 
 

@@ -122,7 +122,12 @@ def test_a_schema_validation_fault_names_the_version(
     with pytest.raises(SourceError) as caught:
         open_source(ews_server).fetch(ROOM_A, week())
     assert caught.value.code == "schema"
-    assert "EWS version" in caught.value.hint and "CalendarView" in caught.value.hint
+    assert "learns it again" in caught.value.hint and "CalendarView" in caught.value.hint
+    assert Server.objects.get(pk=ews_server.pk).ews_version == ""
+    fake_ews.clear_log()
+    assert open_source(ews_server).fetch(ROOM_A, week())  # the pooled connection too
+    assert [op.operation for op in fake_ews.ops] == ["ConvertId", "FindItem"]
+    assert Server.objects.get(pk=ews_server.pk).ews_version == "15.2.1544.4"
 
 
 def test_an_internal_server_error_fault_is_retryable_with_a_hint(

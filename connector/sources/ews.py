@@ -485,6 +485,8 @@ class EwsSource:
                 error = self._failure(exc, ctx, "fetch")
                 if error.code == "token-rejected":
                     self._forget_token(connection)
+                if error.code == "schema":
+                    self._forget_version(connection)
                 raise error from exc
             step.note(f"{len(records)} events")
             step.data["count"] = len(records)
@@ -780,6 +782,13 @@ class EwsSource:
             return  # nothing learned: never store a guess
         if build is not None and str(build) != self.server.ews_version:
             self._store_version(str(build))
+
+    def _forget_version(self, connection: _Connection) -> None:
+        """Exchange refused the schema of the remembered version: learn it again next time."""
+        with connection.lock:
+            connection.protocol.config.version = None
+            connection.accounts.clear()  # each Account keeps its copy of the version
+        self._store_version("")
 
     def _store_version(self, build: str) -> None:
         # .update() leaves Server.updated alone: learning is not a configuration change.

@@ -256,9 +256,9 @@ def _ews(exc: BaseException, ctx: ErrorContext) -> SourceError | None:
             f"({type(exc).__name__}).",
             code="schema",
             hint="The Exchange version remembered for this server no longer matches it (an "
-            "upgrade, or a load balancer mixing Exchange versions): clear the server's EWS "
-            "version in its settings so it is learned again. Exchange's message: "
-            + _first_line(str(exc)),
+            "upgrade or a move to another server): the next refresh learns it again. If this "
+            "persists, a load balancer mixes Exchange versions or a proxy rewrites the "
+            "requests. Exchange's message: " + _first_line(str(exc)),
             resource=ctx.resource,
         )
     if isinstance(

@@ -263,3 +263,24 @@ def test_a_domain_account_reads_rooms(db: None, fake_ews: FakeExchange) -> None:
     )
     assert open_source(server).fetch(ROOM_A, week())
     assert {op.caller for op in fake_ews.ops} == {"contoso\\monitor"}
+
+
+def test_a_password_stored_under_another_encryption_key_says_so(ews_server: Server) -> None:
+    from cryptography.fernet import Fernet
+    from django.db import connection
+
+    from accounts.models import ServiceAccount
+
+    other_key = Fernet(Fernet.generate_key())
+    stored = "fernet:" + other_key.encrypt(EWS_PASSWORD.encode()).decode()
+    with connection.cursor() as cursor:  # as a database restored with another key
+        cursor.execute(
+            f"UPDATE {ServiceAccount._meta.db_table} SET password = %s WHERE id = %s",
+            [stored, ews_server.service_account_id],
+        )
+    server = Server.objects.get(pk=ews_server.pk)
+
+    error = failure(server)
+
+    assert error.code == "undecryptable-secret"
+    assert "FIELD_ENCRYPTION_KEY" in error.hint

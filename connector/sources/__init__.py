@@ -27,6 +27,28 @@ def open_source(
     server: Server, *, calendar: Calendar | None = None, trace: Trace | None = None
 ) -> Source:
     """The source for a server, with the calendar's own credentials when it has some."""
+    from accounts.crypto import UndecryptableSecret
+    from connector.sources.errors import SourceError
+
+    try:
+        return _open_source(server, calendar=calendar, trace=trace)
+    except UndecryptableSecret as exc:
+        # Credentials load (and decrypt) here: a database restored without its key.
+        raise SourceError(
+            "The stored password or client secret cannot be decrypted.",
+            code="undecryptable-secret",
+            step="connect",
+            hint=(
+                "FIELD_ENCRYPTION_KEY is not the key it was stored with: set it back, or put "
+                "the new key first and the old one after a comma; otherwise enter the "
+                "password or client secret again in the admin."
+            ),
+        ) from exc
+
+
+def _open_source(
+    server: Server, *, calendar: Calendar | None = None, trace: Trace | None = None
+) -> Source:
     if server.type == "ews":
         from connector.sources.ews import EwsSource
 

@@ -8,6 +8,7 @@ it may crash the source or lose events silently.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -211,3 +212,22 @@ def test_a_fault_in_another_soap_style_keeps_its_response_code(
     with pytest.raises(SourceError) as caught:
         open_source(ews_server).fetch("room-b@contoso.com", week())
     assert caught.value.code == "ErrorImpersonateUserDenied"
+
+
+def test_a_moved_occurrence_keeps_its_original_start_as_its_identity(
+    ews_server: Server, fake_ews: FakeExchange
+) -> None:
+    events = fake_ews.events(ROOM_A)
+    index = next(i for i, e in enumerate(events) if e.subject == "Daily stand-up")
+    moved = events[index]
+    assert isinstance(moved.start, dt.datetime) and isinstance(moved.end, dt.datetime)
+    events[index] = dataclasses.replace(
+        moved, start=moved.start + dt.timedelta(hours=2), end=moved.end + dt.timedelta(hours=2)
+    )
+    fake_ews.set_events(ROOM_A, events)
+
+    records = open_source(ews_server).fetch(ROOM_A, week())
+
+    assert [fields(r) for r in records] == expected(fake_ews, ROOM_A, week())
+    record = next(r for r in records if r.start == moved.start + dt.timedelta(hours=2))
+    assert record.is_recurring and record.occurrence_id == moved.start.isoformat()

@@ -100,3 +100,19 @@ def test_next_links_in_graphs_own_form_are_followed(
     paths = [r.path for r in fake_graph.calendar_view_requests(ROOM_A)]
     assert by_key(records) == expected(fake_graph, ROOM_A)
     assert len(paths) > 2 and all("users('" in path for path in paths[1:])
+
+
+def test_an_occurrence_moved_in_time_keeps_its_original_start(
+    graph_server: Server, fake_graph: FakeGraph
+) -> None:
+    events = fake_graph.rooms[ROOM_A]
+    index = next(i for i, e in enumerate(events) if e.subject == "Daily stand-up")
+    moved = events[index]
+    assert isinstance(moved.start, dt.datetime) and isinstance(moved.end, dt.datetime)
+    events[index] = dataclasses.replace(
+        moved, start=moved.start + dt.timedelta(hours=2), end=moved.end + dt.timedelta(hours=2)
+    )
+    records = GraphSource(graph_server).fetch(ROOM_A, window_of())
+    assert by_key(records) == expected(fake_graph, ROOM_A)
+    record = next(r for r in records if r.start == moved.start + dt.timedelta(hours=2))
+    assert record.is_recurring and record.occurrence_id == moved.start.isoformat()

@@ -388,7 +388,10 @@ def calendar_item(
     add(
         "calendar:CalendarItemType",
         "CalendarItemType",
-        "Occurrence" if event.is_recurring else "Single",
+        # A moved occurrence (its start is not its original start) is an Exception.
+        ("Occurrence" if event.start == event.series_start else "Exception")
+        if event.is_recurring
+        else "Single",
     )
     if "calendar:Organizer" in wanted and (event.organizer_email or event.organizer_name):
         if organizer_smtp or not event.organizer_email.endswith("@contoso.com"):

@@ -346,7 +346,11 @@ def _event_json(
         "responseRequested": True,
         "seriesMasterId": series_master,
         "showAs": SHOW_AS.get(event.free_busy, "busy"),
-        "type": "occurrence" if event.is_recurring else "singleInstance",
+        "type": (
+            ("occurrence" if event.start == event.series_start else "exception")
+            if event.is_recurring
+            else "singleInstance"
+        ),
         "webLink": f"https://outlook.office365.com/owa/?itemid={quote(event.item_id)}",
         "onlineMeetingUrl": None,
         "isOnlineMeeting": False,

@@ -183,6 +183,29 @@ def test_exchange_down_with_send_cache_serves_the_last_good_feed(
     assert status.last_error_hint
 
 
+def test_a_password_the_key_cannot_decrypt_still_serves_the_snapshot(
+    client, room_calendar, fake_graph
+) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.fernet import Fernet
+    from django.db import connection
+
+    room_calendar.username = "other@contoso.com"
+    room_calendar.password = "fake-secret-own"
+    room_calendar.save()
+    good = get(client)
+    stored = "fernet:" + Fernet(Fernet.generate_key()).encrypt(b"fake-secret-own").decode()
+    with connection.cursor() as cursor:  # as a database restored without its key
+        cursor.execute(
+            f"UPDATE {room_calendar._meta.db_table} SET password = %s WHERE id = %s",
+            [stored, room_calendar.pk],
+        )
+
+    fresh = get(client)
+
+    assert fresh.status_code == 200
+    assert fresh.content == good.content
+
+
 def test_exchange_down_without_send_cache_is_502_in_plain_words(
     client, room_calendar, fake_graph, app_registration
 ) -> None:  # type: ignore[no-untyped-def]

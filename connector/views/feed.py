@@ -103,7 +103,13 @@ def calendar_feed(request: HttpRequest, calendar: Calendar) -> HttpResponse:
 
 
 def _feed_response(request: HttpRequest, calendar_id: str, *, debug: bool = False) -> HttpResponse:
-    calendar = Calendar.objects.select_related("server").filter(calendar_id=calendar_id).first()
+    # The own password is read (decrypted) only when a refresh needs it.
+    calendar = (
+        Calendar.objects.select_related("server")
+        .defer("password")
+        .filter(calendar_id=calendar_id)
+        .first()
+    )
     if calendar is None:
         return _text(404, f"No calendar with id {calendar_id!r}.")
     if debug:

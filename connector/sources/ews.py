@@ -204,11 +204,11 @@ class OwnCalendarId(DistinguishedFolderId):
 
 
 class SchemaOfTheServer:
-    """No TimeZoneContext header for Exchange 2007: its schema has none (Exchange 2010 on).
+    """No TimeZoneContext header for Exchange 2007: the header came with Exchange 2010.
 
-    exchangelib sends the account's zone with every mailbox request; Exchange 2007 SP1
-    would refuse the request in schema validation. Every instant is asked and read in
-    UTC anyway, so the header changes nothing for the servers that know it.
+    exchangelib sends the account's zone with every mailbox request, whatever the
+    version; a server validating the request against the 2007 schema refuses it. Every
+    instant is asked and read in UTC anyway, so leaving it out changes nothing else.
     """
 
     protocol: Protocol
@@ -247,8 +247,8 @@ class CalendarViewItems(SchemaOfTheServer, FindItem):
                 elem.remove(child)
         raw = (elem.findtext(f"{{{TNS}}}Start"), elem.findtext(f"{{{TNS}}}End"), *zones)
         for name in ("Start", "End", "OriginalStart", "RecurrenceId", "LastModifiedTime"):
-            # exchangelib reads only whole seconds in UTC and makes anything else None:
-            # instants with milliseconds or an offset are rewritten so, the raw kept above.
+            # exchangelib makes an instant with milliseconds None: each is rewritten as
+            # whole seconds in UTC (the raw text is kept above).
             child = elem.find(f"{{{TNS}}}{name}")
             if child is not None and child.text:
                 instant = _raw_instant(child.text)

@@ -315,6 +315,14 @@ def test_head_is_answered_and_post_refused(client, room_calendar, fake_graph) ->
     assert client.post("/ical/rooms.ics").status_code == 405
 
 
+def test_post_is_405_even_with_csrf_checks(room_calendar) -> None:  # type: ignore[no-untyped-def]
+    client = Client(enforce_csrf_checks=True)
+
+    assert client.post("/ical/rooms.ics").status_code == 405
+    legacy = "/plugnCast/.applets/.ews-calendar/2ical.php?calendarId=rooms"
+    assert client.post(legacy).status_code == 405
+
+
 def test_php_connector_debug_mode_hands_over_to_the_console(
     client, room_calendar, fake_graph, staff_user
 ) -> None:  # type: ignore[no-untyped-def]

@@ -54,7 +54,8 @@ def test_each_exchange_version_reads_a_room_and_is_learned_once(db: None, name: 
 
 
 @pytest.mark.parametrize(
-    "fault", ["ErrorInvalidServerVersion", "ErrorInvalidRequest", "ErrorIncorrectSchemaVersion"]
+    "fault",
+    ["ErrorInvalidServerVersion", "ErrorInvalidRequest", "ErrorIncorrectSchemaVersion", "html"],
 )
 def test_a_too_new_request_version_is_refused_as_exchange_does(db: None, fault: str) -> None:
     with FakeExchange(build=fake_ews_module.EXCHANGE_2010_SP2) as fake:

@@ -50,6 +50,7 @@ from exchangelib import (
 from exchangelib.errors import (
     ErrorCalendarViewRangeTooBig,
     ErrorExceededFindCountLimit,
+    ErrorInvalidSchemaVersionForMailboxVersion,
     ErrorInvalidServerVersion,
     ErrorSchemaValidation,
     RateLimitError,
@@ -115,6 +116,11 @@ def _field(name: str) -> FieldPath:
     return FieldPath(field=CalendarItem.get_field_by_fieldname(name))
 
 
+# How Exchange refuses a version in a plain (not SOAP) HTTP 500, as exchangelib knows it.
+VERSION_REFUSALS = (
+    b"The specified server version is invalid",
+    b"ErrorInvalidSchemaVersionForMailboxVersion",
+)
 # What the source reads with when Exchange will not say its version (see _learn_version).
 ASSUMED_VERSION = Version(build=Build(14, 2), api_version="Exchange2010_SP2")
 
@@ -169,6 +175,10 @@ class RefreshRetryPolicy(FaultTolerance):
         status = response.status_code
         self._local.status = status
         soap_fault = status == 500 and bool(response.content) and is_xml(response.content)
+        if status == 500 and any(text in response.content for text in VERSION_REFUSALS):
+            # A version refusal that is not SOAP: exchangelib raises it so as to walk down
+            # the versions.
+            super().raise_response_errors(response)
         if status == 500 and not soap_fault and _is_soap(response.content):
             # A SOAP fault exchangelib's quick test misses (no XML declaration and another
             # prefix than s:): parsed all the same, so its ResponseCode is reported.
@@ -762,7 +772,7 @@ class EwsSource:
         try:
             version = connection.protocol.version
         except TransportError as exc:
-            if _refused_in_schema_validation(exc):
+            if _refused_for_its_version(exc):
                 version = _guess_older_version(connection.protocol)
             elif _no_version_told(exc):
                 # The probe's answers carried no ServerVersionInfo (a server or proxy that
@@ -961,14 +971,14 @@ def _guess_older_version(protocol: Protocol) -> Version:
     """The probe again, from each older RequestServerVersion down.
 
     exchangelib walks down the versions when Exchange answers ErrorInvalidServerVersion;
-    a server that fails a version it does not know in schema validation instead would
-    stop the walk at the first (newest) one.
+    a server that fails a version it does not know in schema validation instead (or in
+    a plain HTTP 500 page) would stop the walk at the first (newest) one.
     """
     for api_version in ConvertId.supported_api_versions()[1:]:
         try:
             return Version.guess(protocol, api_version_hint=api_version)
         except TransportError as exc:
-            if not _refused_in_schema_validation(exc):
+            if not _refused_for_its_version(exc):
                 raise
     raise ErrorSchemaValidation("The server refused every RequestServerVersion in the probe")
 
@@ -984,11 +994,14 @@ def _no_version_told(exc: TransportError) -> bool:
     return cause is None or isinstance(cause, ErrorInvalidServerVersion)
 
 
-def _refused_in_schema_validation(exc: BaseException) -> bool:
-    """exchangelib's probe wraps the server's ErrorSchemaValidation in a TransportError."""
+def _refused_for_its_version(exc: BaseException) -> bool:
+    """A refusal exchangelib does not walk down on (schema validation, a plain HTTP 500).
+
+    Its probe wraps the server's refusal in a TransportError.
+    """
     link: BaseException | None = exc
     while link is not None:
-        if isinstance(link, ErrorSchemaValidation):
+        if isinstance(link, ErrorSchemaValidation | ErrorInvalidSchemaVersionForMailboxVersion):
             return True
         link = link.__cause__ or link.__context__
     return False

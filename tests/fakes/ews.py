@@ -97,7 +97,8 @@ class FakeExchange(FakeHTTPServer):
         self.ews_missing = False  # the EWS virtual directory is gone (404)
         self.organizer_smtp_in_find_item = True  # False: X500 addresses, as Exchange Online
         # How a too-new RequestServerVersion is refused: Exchange documents
-        # ErrorInvalidServerVersion; some builds fail it in schema validation instead.
+        # ErrorInvalidServerVersion; some builds fail it in schema validation instead,
+        # or answer a plain HTTP 500 page ("html").
         self.too_new_version_fault = "ErrorInvalidServerVersion"
         # EWSFindCountLimit of the throttling policy (1000 by default on premises): a view
         # holding more answers only the first ones ("truncate") or fails ("error").
@@ -330,6 +331,12 @@ class FakeExchange(FakeHTTPServer):
         ):
             code = self.too_new_version_fault
             self._record(req, outcome, connection_id, f"fault:{code}")
+            if code == "html":  # an HTTP 500 page rather than a SOAP fault
+                return Response(
+                    status=500,
+                    body="<html><body>The specified server version is invalid.</body></html>",
+                    content_type="text/html",
+                )
             if code == "ErrorSchemaValidation":
                 return self._fault(
                     code,

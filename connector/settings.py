@@ -125,7 +125,9 @@ FIELD_ENCRYPTION_KEYS = parse_fernet_keys(
     )
 )
 
-ALLOWED_HOSTS = list(_read("ALLOWED_HOSTS", list, ["localhost", "127.0.0.1"]))  # type: ignore[call-overload]
+# "a.example, b.example": spaces after the commas are not part of the names.
+_hosts = list(_read("ALLOWED_HOSTS", list, ["localhost", "127.0.0.1"]))  # type: ignore[call-overload]
+ALLOWED_HOSTS = [str(host).strip() for host in _hosts if str(host).strip()]
 
 TIME_ZONE = str(_read("TIME_ZONE", str, "UTC"))
 try:

@@ -167,6 +167,12 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     assert values["DEBUG"] is False  # the environment beats the file
 
 
+def test_spaces_around_allowed_hosts_are_ignored(tmp_path: Path) -> None:
+    values = settings_of(tmp_path, ALLOWED_HOSTS="signage.example.com, localhost ,")
+
+    assert values["ALLOWED_HOSTS"] == ["signage.example.com", "localhost"]
+
+
 def test_bad_value_in_env_file_names_the_variable(tmp_path: Path) -> None:
     env_file = tmp_path / "site.env"
     env_file.write_text("TIME_ZONE=Nowhere/Special\n")

@@ -290,13 +290,32 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = CONFIG_MAX_BYTES + 64 * 1024
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
+
+def _not_bad_gateway(record: object) -> bool:
+    """A feed's 502 is its answer while Exchange is down (and logged as such), not a crash."""
+    return getattr(record, "status_code", None) != 502
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+        "not_bad_gateway": {"()": "django.utils.log.CallbackFilter", "callback": _not_bad_gateway},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Django's mail to ADMINS on errors, without a mail per player while Exchange is down.
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false", "not_bad_gateway"],
+        },
+    },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
         # exchangelib logs request bodies at DEBUG; never let them through.
         "exchangelib": {"level": "WARNING"},
         "msal": {"level": "WARNING"},

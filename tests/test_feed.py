@@ -221,6 +221,20 @@ def test_exchange_down_without_send_cache_is_502_in_plain_words(
     assert app_registration.client_secret not in text
 
 
+def test_a_502_feed_answer_mails_no_administrator(
+    client, room_calendar, fake_graph, settings, mailoutbox
+) -> None:  # type: ignore[no-untyped-def]
+    # ADMINS get expiry and sign-in mail; a player polling a room while
+    # Exchange is down would otherwise mail them on every request.
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    fake_graph.faults.down = True
+
+    response = get(client)
+
+    assert response.status_code == 502
+    assert mailoutbox == []
+
+
 def test_no_snapshot_and_exchange_down_is_502_even_with_send_cache(
     client, room_calendar, fake_graph
 ) -> None:  # type: ignore[no-untyped-def]

@@ -286,6 +286,8 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 LOGIN_URL = "admin:login"
+DEFAULT_EXCEPTION_REPORTER = "connector.error_reports.SecretSafeExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "connector.error_reports.SecretSafeReporterFilter"
 DATA_UPLOAD_MAX_MEMORY_SIZE = CONFIG_MAX_BYTES + 64 * 1024
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"

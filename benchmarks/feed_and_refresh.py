@@ -104,9 +104,9 @@ def run_refresh_rounds(args: argparse.Namespace) -> tuple[object, list[str]]:
         f"{args.latency_ms} ms added per Exchange answer"
     )
     for label in (
-        "first round (learns version and folder ids)",
+        "first round (learns the server version)",
         "warm round",
-        "new process (learned state from the database)",
+        "new process (version and state from the database)",
     ):
         if label.startswith("new process"):
             reset_pool()

@@ -4,7 +4,7 @@ Runs against the fake Exchange of tests/fakes on 127.0.0.1 (nothing else is
 contacted) with its own temporary DATA_DIR, and prints measured figures:
 
 1. Refresh rounds of N rooms through EWS (NTLM): the first round (which learns
-   the server version and folder ids), a warm round, and a round in a new
+   the server version), a warm round, and a round in a new
    process (the learned state comes from the database): wall time and SOAP
    requests by operation.
 2. The feed under load: gunicorn serving /ical/<id>.ics from fresh snapshots,

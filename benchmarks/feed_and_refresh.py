@@ -32,6 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FAKE_PASSWORD = "fake-bench"  # the fake Exchange's, never a real one
 sys.path.insert(0, str(ROOT))
 
 
@@ -72,14 +73,14 @@ def run_refresh_rounds(args: argparse.Namespace) -> tuple[object, list[str]]:
     template = build_rooms(dt.date.today())["room-a@contoso.com"]
     rooms = [f"room-{n:03d}@contoso.com" for n in range(args.rooms)]
     fake = FakeExchange()
-    fake.add_user("delegate@contoso.com", "fake-password-bench", "ntlm", rooms=rooms)
+    fake.add_user("delegate@contoso.com", FAKE_PASSWORD, "ntlm", rooms=rooms)
     for room in rooms:
         fake.add_mailbox(room, list(template))
     fake.start()
     fake.faults.latency = args.latency_ms / 1000
 
     account = ServiceAccount.objects.create(
-        name="bench", username="delegate@contoso.com", password="fake-password-bench"
+        name="bench", username="delegate@contoso.com", password=FAKE_PASSWORD
     )
     server = Server.objects.create(
         server_id="bench", type="ews", base_uri=fake.url, service_account=account

@@ -85,9 +85,17 @@ def _refresh_now(calendar: Calendar) -> tuple[bool, str]:
     return ok, "" if ok else _last_error(calendar)
 
 
+def _loaded_snapshot(calendar: Calendar) -> Snapshot | None:
+    """The snapshot read with the calendar (select_related), without another query."""
+    try:
+        return calendar.snapshot
+    except Snapshot.DoesNotExist:
+        return None
+
+
 def calendar_feed(request: HttpRequest, calendar: Calendar) -> HttpResponse:
     """The feed of a calendar the caller may read."""
-    snapshot = _snapshot(calendar)
+    snapshot = _loaded_snapshot(calendar)
     if is_fresh(snapshot, calendar, timezone.now()):
         assert snapshot is not None
         return _serve(request, calendar, snapshot)
@@ -106,7 +114,8 @@ def calendar_feed(request: HttpRequest, calendar: Calendar) -> HttpResponse:
 def _feed_response(request: HttpRequest, calendar_id: str, *, debug: bool = False) -> HttpResponse:
     # The own password is read (decrypted) only when a refresh needs it.
     calendar = (
-        Calendar.objects.select_related("server")
+        # One query for the hot path: the calendar, its server and its snapshot.
+        Calendar.objects.select_related("server", "snapshot")
         .defer("password")
         .filter(calendar_id=calendar_id)
         .first()

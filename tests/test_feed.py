@@ -329,6 +329,20 @@ def test_head_is_answered_and_post_refused(client, room_calendar, fake_graph) ->
     assert client.post("/ical/rooms.ics").status_code == 405
 
 
+def test_head_sends_the_length_of_the_feed_and_no_body(client, room_calendar, fake_graph) -> None:  # type: ignore[no-untyped-def]
+    # The view itself, not the test client (which strips HEAD bodies as servers would).
+    from django.test import RequestFactory
+
+    from connector.views.feed import feed
+
+    body = client.get("/ical/rooms.ics").content
+    head = feed(RequestFactory().head("/ical/rooms.ics"), "rooms")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head["Content-Length"] == str(len(body))
+    assert head["ETag"]
+
+
 def test_post_is_405_even_with_csrf_checks(room_calendar) -> None:  # type: ignore[no-untyped-def]
     client = Client(enforce_csrf_checks=True)
 

@@ -134,8 +134,13 @@ def _feed_response(request: HttpRequest, calendar_id: str, *, debug: bool = Fals
     return calendar_feed(request, calendar)
 
 
-def _counted(response: HttpResponse) -> HttpResponse:
+def _counted(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     metrics.FEED_REQUESTS.labels(status=str(response.status_code)).inc()
+    if request.method == "HEAD":
+        # The length of what GET would send, and no body (WSGI servers expect none).
+        length = len(response.content)
+        response.content = b""
+        response["Content-Length"] = str(length)
     return response
 
 
@@ -143,7 +148,7 @@ def _counted(response: HttpResponse) -> HttpResponse:
 @csrf_exempt
 @require_safe
 def feed(request: HttpRequest, calendar_id: str) -> HttpResponse:
-    return _counted(_feed_response(request, calendar_id))
+    return _counted(request, _feed_response(request, calendar_id))
 
 
 @csrf_exempt
@@ -152,6 +157,6 @@ def legacy_feed(request: HttpRequest) -> HttpResponse:
     """``2ical.php?calendarId=<id>``: the PHP connector's URL, so players only change host."""
     calendar_id = request.GET.get("calendarId", "")
     if not calendar_id:
-        return _counted(_text(404, "Give the calendar as ?calendarId=<id>."))
+        return _counted(request, _text(404, "Give the calendar as ?calendarId=<id>."))
     debug = request.GET.get("debug", "").lower() == "yes"
-    return _counted(_feed_response(request, calendar_id, debug=debug))
+    return _counted(request, _feed_response(request, calendar_id, debug=debug))

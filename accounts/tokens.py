@@ -31,10 +31,10 @@ from django.utils import timezone
 from msal.exceptions import MsalServiceError
 
 from accounts.models import AppRegistration, TokenCache
-from connector import metrics
-from connector.sources.errors import SourceError
-from connector.sources.neterrors import network_error
-from connector.trace import NullTrace, Trace
+from connector.core import metrics
+from connector.core.errors import SourceError
+from connector.core.network import network_error
+from connector.core.trace import NullTrace, Trace
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from accounts.models import AppRegistration
 from accounts.tokens import finish_sign_in, start_sign_in
-from connector.sources.errors import SourceError
+from connector.core.errors import SourceError
 
 SESSION_KEY = "accounts_sign_in"
 

@@ -63,7 +63,7 @@ def run_refresh_rounds(args: argparse.Namespace) -> tuple[object, list[str]]:
 
     from accounts.models import ServiceAccount
     from connector.models import Calendar, Filter, Resource, Server
-    from connector.refresh import refresh_calendars
+    from connector.services.refresh import refresh_calendars
     from connector.sources.ews import reset_pool
     from tests.fakes.base import FakeCA
     from tests.fakes.ews import FakeExchange

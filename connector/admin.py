@@ -372,7 +372,7 @@ class CalendarAdmin(SecretsAdmin):
         description="Refresh now (read Exchange and replace the feed's snapshot)",
     )
     def refresh_now(self, request: HttpRequest, queryset: QuerySet[Calendar]) -> None:
-        from connector.refresh import refresh_calendars
+        from connector.services.refresh import refresh_calendars
 
         for outcome in refresh_calendars(queryset.select_related("server")):
             level = messages.SUCCESS if outcome.ok else messages.ERROR

@@ -19,7 +19,7 @@ CONNECTOR_TAG = "connector"
 
 @register(CONNECTOR_TAG, Tags.security)
 def check_secret_expiry(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    from connector.expiry import RENEW_HINT, secret_warnings
+    from connector.services.expiry import RENEW_HINT, secret_warnings
 
     try:
         warnings = secret_warnings()

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from connector.expiry import SecretExpiry, secret_warnings
+from connector.services.expiry import SecretExpiry, secret_warnings
 
 
 def _banner(request: HttpRequest) -> list[SecretExpiry]:

@@ -8,10 +8,17 @@ no permission of the ``accounts`` app, so the admin answers 403 there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.apps import AppConfig, apps
 from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+View = Callable[..., HttpResponse]
 
 SIGNAGE_STAFF = "Signage staff"
 
@@ -65,3 +72,36 @@ def can_operate(user: object) -> bool:
     return bool(getattr(user, "is_staff", False)) and user.has_perm(  # type: ignore[attr-defined]
         OPERATE_PERMISSION
     )
+
+
+def can_switch_to_graph(user: Any) -> bool:
+    """Switching a server to Graph changes the server and picks a credential."""
+    return bool(
+        user.is_active
+        and user.is_staff
+        and user.has_perm("connector.change_server")
+        and user.has_perm("accounts.view_appregistration")
+    )
+
+
+def login_or_403(may: Callable[[Any], bool], refusal: str) -> Callable[[View], View]:
+    """Anonymous users go to the login page (and come back); others without ``may`` get 403."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not may(request.user):
+                raise PermissionDenied(refusal)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+# The status page, the console, its refresh and 2ical.php?debug=yes.
+operator_required = login_or_403(
+    can_operate, "Only administrators and signage staff may open this page."
+)

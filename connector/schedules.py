@@ -45,8 +45,8 @@ def ensure_schedules(**kwargs: Any) -> None:
         schedule.repeats = -1
         schedule.save()
         log.info("repaired the schedule %r", DISPATCH)
-    # The daily secret-expiry mail (connector.expiry) lives beside the dispatcher.
-    from connector.expiry import ensure_schedule as ensure_expiry_schedule
+    # The daily secret-expiry mail (connector.services.expiry) lives beside the dispatcher.
+    from connector.services.expiry import ensure_schedule as ensure_expiry_schedule
 
     ensure_expiry_schedule()
 

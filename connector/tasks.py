@@ -1,4 +1,4 @@
-"""django-q2 tasks: thin wrappers around connector.refresh, which tests call directly.
+"""django-q2 tasks: thin wrappers around connector.services.refresh, which tests call directly.
 
 ``dispatch_refreshes`` runs every minute (connector.schedules): it writes the
 worker heartbeat, claims the calendars that are due and queues one
@@ -17,7 +17,8 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from connector.models import Calendar, WorkerHeartbeat
-from connector.refresh import claim_due, group_by_rooms, refresh_calendars
+from connector.services import expiry
+from connector.services.refresh import claim_due, group_by_rooms, refresh_calendars
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +60,8 @@ def refresh_group(calendar_pks: list[int]) -> str:
     for outcome in outcomes:
         log.info("refresh %s", outcome.line())
     return "; ".join(outcome.line() for outcome in outcomes) or "nothing to refresh"
+
+
+def notify_expiring_secrets() -> str:
+    """The daily secret-expiry mail to ADMINS (connector.services.expiry)."""
+    return expiry.notify_expiring_secrets()

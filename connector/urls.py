@@ -1,13 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from connector.views import console, feed, graph_switch, health, metrics, status
+from connector.views import console, feed, graph_switch, health, legacy, metrics, status
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("ical/<str:calendar_id>.ics", feed.feed, name="feed"),
-    path("plugnCast/.applets/.ews-calendar/2ical.php", feed.legacy_feed, name="legacy-feed"),
+    path("plugnCast/.applets/.ews-calendar/2ical.php", legacy.legacy_feed, name="legacy-feed"),
     path("status/", status.status_page, name="status"),
     path("status/fragment/", status.status_fragment, name="status-fragment"),
     path("console/<str:calendar_id>/", console.console, name="console"),

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connector.alarms import AlarmRule, alarms_for, compute, edge_date
+from connector.pipeline.alarms import AlarmRule, alarms_for, compute, edge_date
 from tests.fixtures.feed import make_record
 
 PARIS = ZoneInfo("Europe/Paris")

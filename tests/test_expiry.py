@@ -14,14 +14,14 @@ from django.test import Client
 from django_q.models import Schedule
 
 from accounts.models import AppRegistration
-from connector.expiry import (
+from connector.models import Server
+from connector.services.expiry import (
     EXPIRED,
     SCHEDULE_FUNC,
     ensure_schedule,
     notify_expiring_secrets,
     secret_warnings,
 )
-from connector.models import Server
 from tests.fixtures.users import TEST_PASSWORD
 
 START = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)

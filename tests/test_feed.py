@@ -14,9 +14,9 @@ import time_machine
 from django.test import Client
 from django.utils import timezone
 
-from connector import metrics
+from connector.core import metrics
 from connector.models import RefreshStatus, Snapshot
-from connector.refresh import join_background
+from connector.services.refresh import join_background
 from tests.fixtures.feed import by_summary, parse_feed, vevents
 
 pytestmark = [

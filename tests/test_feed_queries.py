@@ -13,8 +13,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from connector.models import Calendar
-from connector.pipeline import build_calendar
-from connector.snapshots import save_snapshot
+from connector.pipeline.build import build_calendar
+from connector.pipeline.snapshots import save_snapshot
 from tests.fixtures.feed import make_record
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.filters import FilterRules, apply_filters, decide, redact
+from connector.pipeline.filters import FilterRules, apply_filters, decide, redact
 from tests.fixtures.feed import make_record
 
 

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connector.ics import FeedEvent, FeedInfo, build_ics, event_uid
-from connector.pipeline import build_calendar, calendar_window
+from connector.pipeline.build import build_calendar
+from connector.pipeline.ics_writer import FeedEvent, FeedInfo, build_ics, event_uid
 from tests.fixtures.feed import by_summary, make_record, parse_feed, vevents
 
 UTC = dt.UTC
@@ -173,7 +173,7 @@ def test_summary_location_organizer_and_dtstamp(paris_room) -> None:  # type: ig
     assert coffee.decoded("DTSTAMP") == modified
     (other,) = by_summary(parsed, "No change time")
     # Without a change time, DTSTAMP is the start of the window: stable within a day.
-    assert other.decoded("DTSTAMP") == calendar_window(paris_room, NOW).start
+    assert other.decoded("DTSTAMP") == paris_room.window(NOW).start
 
 
 def test_label_replaces_every_location(paris_room) -> None:  # type: ignore[no-untyped-def]
@@ -308,7 +308,7 @@ def test_dropped_events_never_reach_the_feed_and_say_why(make_calendar) -> None:
 
 def test_window_starts_at_midnight_today_in_the_calendar_zone(make_calendar) -> None:  # type: ignore[no-untyped-def]
     calendar = make_calendar(timezone="Europe/Paris", request_window=2, filters={})
-    window = calendar_window(calendar, NOW)
+    window = calendar.window(NOW)
     assert window.start == dt.datetime(2026, 3, 1, 23, 0, tzinfo=UTC)  # 00:00 Paris
     assert window.end == dt.datetime(2026, 3, 3, 23, 0, tzinfo=UTC)
     records = {

@@ -15,7 +15,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.models import AppRegistration
-from connector import metrics
+from connector.core import metrics
 from connector.models import Calendar, RefreshStatus, Server, Snapshot
 from tests.fixtures.users import TEST_PASSWORD
 
@@ -113,7 +113,7 @@ def test_multiprocess_mode_merges_the_counters_of_every_process(
 ) -> None:
     environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     program = (
-        "from connector.metrics import REFRESHES, TOKEN_REQUESTS\n"
+        "from connector.core.metrics import REFRESHES, TOKEN_REQUESTS\n"
         "REFRESHES.labels(outcome='ok').inc(2)\n"
         "TOKEN_REQUESTS.labels(app_registration='contoso').inc()\n"
     )

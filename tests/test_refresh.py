@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from connector.models import RefreshStatus, Snapshot
-from connector.refresh import RefreshOutcome, refresh_calendar, refresh_calendars
+from connector.services.refresh import RefreshOutcome, refresh_calendar, refresh_calendars
 from tests.fixtures.feed import parse_feed, vevents
 from tests.fixtures.identity import GRAPH_CLIENT_ID
 
@@ -44,11 +44,10 @@ def test_a_room_shown_by_several_calendars_is_fetched_once(
     # One request with the widest window: from the earliest midnight to the latest end.
     start = dt.datetime.fromisoformat(asked.arg("startDateTime").replace("Z", "+00:00"))
     end = dt.datetime.fromisoformat(asked.arg("endDateTime").replace("Z", "+00:00"))
-    from connector.pipeline import calendar_window
 
     now = timezone.now()
-    assert start == min(calendar_window(short, now).start, calendar_window(wide, now).start)
-    assert end == max(calendar_window(short, now).end, calendar_window(wide, now).end)
+    assert start == min(short.window(now).start, wide.window(now).start)
+    assert end == max(short.window(now).end, wide.window(now).end)
     # Each calendar is clipped to its own window.
     short.refresh_from_db()
     wide.refresh_from_db()
@@ -157,7 +156,7 @@ def test_refresh_requests_carry_the_room_in_the_url(
 def test_a_bounded_refresh_reports_a_timeout_and_finishes_later(
     make_calendar, graph_server, fake_graph
 ) -> None:  # type: ignore[no-untyped-def]
-    from connector.refresh import join_background
+    from connector.services.refresh import join_background
 
     calendar = make_calendar("rooms", server=graph_server, resources=(ROOM_A,))
     fake_graph.faults.latency = 1.0

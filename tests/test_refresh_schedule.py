@@ -10,8 +10,8 @@ from django_q.models import OrmQ, Schedule
 from django_q.signals import post_spawn
 
 from connector.models import Alarm, Calendar, RefreshStatus, Resource, WorkerHeartbeat
-from connector.refresh import DUE_SLACK, claim_due, group_by_rooms, next_slot
 from connector.schedules import DISPATCH, ensure_schedules
+from connector.services.refresh import DUE_SLACK, claim_due, group_by_rooms, next_slot
 from connector.tasks import dispatch_refreshes, worker_name
 
 UTC = dt.UTC

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from connector.core.records import EventRecord, Window
 from connector.models import Calendar, Server
-from connector.records import EventRecord, Window
 from connector.sources import open_source
 from connector.sources.ews import EwsSource, reset_pool
 from tests.fakes.ews import FakeExchange

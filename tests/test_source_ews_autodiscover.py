@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from connector.core.errors import SourceError
+from connector.core.records import Window
 from connector.models import Server
-from connector.records import Window
 from connector.sources import open_source
-from connector.sources.errors import SourceError
 from connector.sources.ews import autodiscover_urls, reset_pool
 from tests.fakes.autodiscover import FakeAutodiscover, is_autodiscover
 from tests.fakes.ews import FakeExchange

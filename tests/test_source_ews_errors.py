@@ -9,10 +9,10 @@ import pytest
 import requests
 from exchangelib.errors import ErrorTimeoutExpired
 
+from connector.core.errors import SourceError
+from connector.core.records import Window
 from connector.models import Server
-from connector.records import Window
 from connector.sources import open_source
-from connector.sources.errors import SourceError
 from connector.sources.ews_errors import ErrorContext, EwsHttpError, source_error
 from tests.fakes.ews import FakeExchange
 from tests.fixtures.exchange import EWS_DELEGATE, EWS_PASSWORD

@@ -8,11 +8,11 @@ import time
 
 from prometheus_client import REGISTRY
 
+from connector.core.records import Window
+from connector.core.trace import Trace
 from connector.models import Server
-from connector.records import Window
 from connector.sources import open_source
 from connector.sources.ews import reset_pool
-from connector.trace import Trace
 from tests.fakes.ews import FakeExchange
 
 ROOMS = ("room-a@contoso.com", "room-b@contoso.com", "big-hall@contoso.com")

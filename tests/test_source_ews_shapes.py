@@ -13,9 +13,9 @@ import datetime as dt
 
 import pytest
 
+from connector.core.errors import SourceError
 from connector.models import Server
 from connector.sources import open_source
-from connector.sources.errors import SourceError
 from connector.sources.ews import reset_pool
 from tests.fakes.ews import FakeExchange
 from tests.fakes.rooms import FakeEvent

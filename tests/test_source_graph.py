@@ -7,12 +7,12 @@ import datetime as dt
 import pytest
 from prometheus_client import REGISTRY
 
+from connector.core.errors import SourceError
+from connector.core.records import EventRecord, Window
+from connector.core.trace import Trace
 from connector.models import Server
-from connector.records import EventRecord, Window
 from connector.sources import open_source
-from connector.sources.errors import SourceError
 from connector.sources.graph import GraphSource
-from connector.trace import Trace
 from tests.fakes.graph import FakeGraph
 from tests.fakes.identity import FakeIdentityPlatform
 from tests.fakes.rooms import FakeEvent, overlapping

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
+from connector.core.errors import SourceError
+from connector.core.records import Window
+from connector.core.trace import Trace
 from connector.models import Server
-from connector.records import Window
-from connector.sources.errors import SourceError
 from connector.sources.graph import GraphSource
-from connector.trace import Trace
 from tests.fakes.graph import FakeGraph
 from tests.fakes.identity import FakeIdentityPlatform
 from tests.fixtures.identity import GRAPH_CLIENT_ID, GRAPH_SECRET

@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
+from connector.core.errors import SourceError
+from connector.core.records import Window
+from connector.core.trace import Trace
 from connector.models import Server
-from connector.records import Window
-from connector.sources.errors import SourceError
 from connector.sources.graph import GraphSource
-from connector.trace import Trace
 from tests.fakes.graph import FakeGraph
 from tests.fakes.rooms import build_rooms
 from tests.fixtures.identity import GRAPH_CLIENT_ID

@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from accounts.models import ServiceAccount
+from connector.core.errors import SourceError
+from connector.core.records import EventRecord, Window
+from connector.core.trace import Trace
 from connector.models import Calendar, MailboxState, Server
-from connector.records import EventRecord, Window
 from connector.sources import open_source
-from connector.sources.errors import SourceError
 from connector.sources.ics import IcsSource, clear_cache
-from connector.trace import Trace
 from tests.fakes.icsorigin import FakeIcsOrigin
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from connector.core.records import EventRecord, Window
 from connector.models import Calendar, Resource, Server
-from connector.pipeline import build_calendar
-from connector.records import EventRecord, Window
+from connector.pipeline.build import build_calendar
 from connector.sources import open_source
 from tests.fakes.ews import FakeExchange
 from tests.fakes.graph import FakeGraph

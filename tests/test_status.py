@@ -12,7 +12,7 @@ from django.test import Client
 
 from accounts.models import AppRegistration, ServiceAccount
 from connector.models import Calendar, RefreshStatus, Server, Snapshot, WorkerHeartbeat
-from connector.status import calendar_rows
+from connector.services.status import calendar_rows
 from tests.fixtures.users import TEST_PASSWORD
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)

@@ -11,7 +11,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from accounts.models import AppRegistration, ServiceAccount
-from connector.migration_graph import (
+from connector.models import Alarm, Calendar, Filter, MailboxState, Resource, Server
+from connector.services.graph_switch import (
     EventDiff,
     compare,
     diff_events,
@@ -19,7 +20,6 @@ from connector.migration_graph import (
     retirement_notice,
     switch_to_graph,
 )
-from connector.models import Alarm, Calendar, Filter, MailboxState, Resource, Server
 from tests.fakes.ews import FakeExchange
 from tests.fakes.graph import FakeGraph
 from tests.fixtures.feed import make_record

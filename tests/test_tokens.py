@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from accounts.models import AppRegistration, TokenCache
 from accounts.tokens import acquire_token, clear_clients
-from connector.trace import Trace
+from connector.core.trace import Trace
 from tests.fakes.identity import FakeIdentityPlatform
 from tests.fixtures.identity import GRAPH_SECRET
 

@@ -8,7 +8,7 @@ import pytest
 
 from accounts.models import AppRegistration
 from accounts.tokens import acquire_token
-from connector.sources.errors import SourceError
+from connector.core.errors import SourceError
 from tests.fakes.identity import FakeIdentityPlatform
 
 SCOPE = "https://graph.microsoft.com/.default"

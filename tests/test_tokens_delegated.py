@@ -16,7 +16,7 @@ from django.db import connection
 
 from accounts.models import AppRegistration, TokenCache
 from accounts.tokens import acquire_token, clear_clients, finish_sign_in, start_sign_in
-from connector.sources.errors import SourceError
+from connector.core.errors import SourceError
 from tests.fakes.identity import FakeIdentityPlatform
 from tests.fixtures.identity import DELEGATED_ACCOUNT as ACCOUNT
 from tests.fixtures.identity import TENANT

@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from accounts.models import AppRegistration
 from accounts.tokens import acquire_token
-from connector.sources.errors import SourceError
-from connector.trace import Trace
+from connector.core.errors import SourceError
+from connector.core.trace import Trace
 from tests.fakes.identity import FakeIdentityPlatform
 from tests.fixtures.identity import GRAPH_CLIENT_ID, GRAPH_SECRET, TENANT
 

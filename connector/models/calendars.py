@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from zoneinfo import ZoneInfo
 
@@ -9,8 +10,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from accounts.fields import EncryptedTextField
+from connector.core.records import Window
 from connector.models.servers import Server
 from connector.validators import CommaListOf, smtp_address, time_zone_name, url_safe_id
 
@@ -101,6 +104,14 @@ class Calendar(models.Model):
     @property
     def tzinfo(self) -> ZoneInfo:
         return ZoneInfo(self.timezone or settings.TIME_ZONE)
+
+    def window(self, now: dt.datetime | None = None) -> Window:
+        """``request_window`` days from 00:00 today in the calendar's time zone, in UTC."""
+        tz = self.tzinfo
+        today = (now or timezone.now()).astimezone(tz).date()
+        start = dt.datetime.combine(today, dt.time(), tzinfo=tz)
+        end = dt.datetime.combine(today + dt.timedelta(days=self.request_window), dt.time(), tz)
+        return Window(start.astimezone(dt.UTC), end.astimezone(dt.UTC))
 
     def clean(self) -> None:
         if self.password and not self.username:

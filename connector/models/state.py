@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db import models
 
 from connector.models.calendars import Calendar
@@ -20,6 +22,18 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return f"snapshot of {self.calendar_id}"
+
+    def is_fresh(self, calendar: Calendar, now: dt.datetime) -> bool:
+        """Younger than cachePersistence, and of today's window (a new day needs new data)."""
+        if calendar.cache_persistence <= 0:
+            return False
+        age = (now - self.generated).total_seconds()
+        if age >= calendar.cache_persistence or age < -60:
+            return False
+        return calendar.window(self.generated).start == calendar.window(now).start
+
+    def age_seconds(self, now: dt.datetime) -> float:
+        return max(0.0, (now - self.generated).total_seconds())
 
 
 class RefreshStatus(models.Model):

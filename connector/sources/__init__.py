@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from connector.core.records import EventRecord, Window
+    from connector.core.trace import Trace
     from connector.models import Calendar, Server
-    from connector.records import EventRecord, Window
-    from connector.trace import Trace
 
 
 class Source(Protocol):
@@ -28,7 +28,7 @@ def open_source(
 ) -> Source:
     """The source for a server, with the calendar's own credentials when it has some."""
     from accounts.crypto import UndecryptableSecret
-    from connector.sources.errors import SourceError
+    from connector.core.errors import SourceError
 
     try:
         return _open_source(server, calendar=calendar, trace=trace)

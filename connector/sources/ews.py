@@ -68,14 +68,14 @@ from exchangelib.version import EXCHANGE_2010, EXCHANGE_2013, Build, Version
 from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
 
 from accounts.tokens import AccessToken, acquire_token, discard_token
-from connector.metrics import EXCHANGE_REQUESTS
+from connector.core.errors import SourceError
+from connector.core.metrics import EXCHANGE_REQUESTS
+from connector.core.network import network_error
+from connector.core.records import EventRecord, Window
+from connector.core.trace import NullTrace, Trace
 from connector.models import Calendar, Server
 from connector.models.servers import EXCHANGE_ONLINE_EWS_HOSTS
-from connector.records import EventRecord, Window
-from connector.sources.errors import SourceError
 from connector.sources.ews_errors import ErrorContext, EwsHttpError, source_error
-from connector.sources.neterrors import network_error
-from connector.trace import NullTrace, Trace
 
 log = logging.getLogger(__name__)
 

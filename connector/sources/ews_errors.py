@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from exchangelib import errors as ews
 
-from connector.sources.errors import SourceError
-from connector.sources.neterrors import network_error
+from connector.core.errors import SourceError
+from connector.core.network import network_error
 
 log = logging.getLogger(__name__)
 

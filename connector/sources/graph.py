@@ -25,12 +25,12 @@ from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
 
 from accounts.models import AppRegistration
 from accounts.tokens import acquire_token, discard_token
-from connector import metrics
+from connector.core import metrics
+from connector.core.errors import SourceError
+from connector.core.network import network_error
+from connector.core.records import EventRecord, Window
+from connector.core.trace import NullTrace, Trace
 from connector.models.servers import GRAPH_DEFAULT_BASE_URI
-from connector.records import EventRecord, Window
-from connector.sources.errors import SourceError
-from connector.sources.neterrors import network_error
-from connector.trace import NullTrace, Trace
 
 if TYPE_CHECKING:
     from connector.models import Calendar, Server

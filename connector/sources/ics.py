@@ -27,11 +27,11 @@ import recurring_ical_events
 import requests
 from django.conf import settings
 
-from connector import metrics
-from connector.records import EventRecord, Window
-from connector.sources.errors import SourceError
-from connector.sources.neterrors import network_error
-from connector.trace import NullTrace, Step, Trace
+from connector.core import metrics
+from connector.core.errors import SourceError
+from connector.core.network import network_error
+from connector.core.records import EventRecord, Window
+from connector.core.trace import NullTrace, Step, Trace
 
 if TYPE_CHECKING:
     from connector.models import Calendar, Server

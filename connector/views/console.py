@@ -10,33 +10,25 @@ import logging
 from urllib.parse import quote
 
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from connector.console import render_text, run_console, step_lines
-from connector.migration_graph import retirement_notice
 from connector.models import Calendar
-from connector.refresh import refresh_calendar
-from connector.roles import can_operate
-from connector.views.status import operator_required, page_context
+from connector.roles import can_operate, operator_required
+from connector.services.console import render_text, run_console, step_lines
+from connector.services.graph_switch import retirement_notice
+from connector.services.refresh import refresh_calendar
+from connector.views.pages import calendar_admin_url, page_context
 
 log = logging.getLogger(__name__)
 
 
 def _get_calendar(calendar_id: str) -> Calendar:
     return get_object_or_404(Calendar.objects.select_related("server"), calendar_id=calendar_id)
-
-
-def _admin_url(calendar: Calendar) -> str:
-    try:
-        return reverse("admin:connector_calendar_change", args=[calendar.pk])
-    except NoReverseMatch:
-        return ""
 
 
 def console_response(request: HttpRequest, calendar: Calendar) -> HttpResponse:
@@ -62,7 +54,7 @@ def console_response(request: HttpRequest, calendar: Calendar) -> HttpResponse:
             "steps": [(step, step_lines(step)) for step in run.trace.steps],
             "events": run.events(),
             "timeline": run.timeline(),
-            "admin_url": _admin_url(calendar),
+            "admin_url": calendar_admin_url(calendar),
             "console_url": reverse("console", args=[calendar.calendar_id]),
             "ics_href": (
                 "data:text/calendar;charset=utf-8," + quote(run.result.ics)
@@ -86,22 +78,15 @@ def console(request: HttpRequest, calendar_id: str) -> HttpResponse:
     return console_response(request, _get_calendar(calendar_id))
 
 
-def debug_trace_response(request: HttpRequest, calendar: Calendar) -> HttpResponse:
+@operator_required
+def debug_trace(request: HttpRequest, calendar_id: str) -> HttpResponse:
     """``2ical.php?calendarId=<id>&debug=yes``: the console, for logged-in staff only.
 
     Players never send debug=yes, so an anonymous request is a person with a
     browser: send them to the login page (and back here); a logged-in user
     without the right gets 403. Neither ever sees the trace.
     """
-    if not request.user.is_authenticated:
-        return redirect_to_login(request.get_full_path())
-    if not can_operate(request.user):
-        return HttpResponse(
-            "The debug trace is for administrators and signage staff.\n",
-            status=403,
-            content_type="text/plain; charset=utf-8",
-        )
-    response = console_response(request, calendar)
+    response = console_response(request, _get_calendar(calendar_id))
     response["Cache-Control"] = "no-store"
     return response
 

@@ -6,14 +6,11 @@ users go to the login page, others get 403.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -21,37 +18,19 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from accounts.models import AppRegistration
-from connector.migration_graph import (
+from connector.models import Calendar, Server
+from connector.roles import can_switch_to_graph, login_or_403
+from connector.services.graph_switch import (
     compare,
     graph_base_uri_for,
     retirement_notice,
     switch_to_graph,
 )
-from connector.models import Calendar, Server
-from connector.views.status import page_context
+from connector.views.pages import page_context
 
-View = Callable[..., HttpResponse]
-
-
-def may_switch(user: Any) -> bool:
-    return bool(
-        user.is_active
-        and user.is_staff
-        and user.has_perm("connector.change_server")
-        and user.has_perm("accounts.view_appregistration")
-    )
-
-
-def admin_required(view: View) -> View:
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not may_switch(request.user):
-            raise PermissionDenied("Only administrators may switch a server to Graph.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
+admin_required = login_or_403(
+    can_switch_to_graph, "Only administrators may switch a server to Graph."
+)
 
 
 class SwitchForm(forms.Form):

@@ -18,8 +18,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from connector.expiry import secret_warnings
-from connector.status import HEARTBEAT_MAX_AGE, calendar_rows, worker_state
+from connector.services.expiry import secret_warnings
+from connector.services.status import HEARTBEAT_MAX_AGE, calendar_rows, worker_state
 
 log = logging.getLogger(__name__)
 

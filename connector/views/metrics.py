@@ -27,8 +27,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from connector.access import in_allowed_networks
-from connector.expiry import secret_expiries
-from connector.status import STATUSES, calendar_rows, worker_state
+from connector.services.expiry import secret_expiries
+from connector.services.status import STATUSES, calendar_rows, worker_state
 
 
 class DatabaseCollector:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from connector.expiry import RENEW_HINT, secret_expiries
+from connector.services.expiry import RENEW_HINT, secret_expiries
 
 
 class Command(BaseCommand):

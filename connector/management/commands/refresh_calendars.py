@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connector.models import Calendar
-from connector.refresh import group_by_rooms, refresh_calendars
+from connector.services.refresh import group_by_rooms, refresh_calendars
 
 
 class Command(BaseCommand):

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from connector.console import render_text, run_console
 from connector.models import Calendar
+from connector.services.console import render_text, run_console
 
 
 class Command(BaseCommand):

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from accounts.models import AppRegistration, ServiceAccount
-from connector.expiry import SecretExpiry, secret_expiries
 from connector.models import Calendar, RefreshStatus, Server, Snapshot, WorkerHeartbeat
+from connector.services.expiry import SecretExpiry, secret_expiries
 
 # Most urgent first: the status page sorts by this.
 STATUSES = ("failing", "stale", "expiring", "new", "ok")

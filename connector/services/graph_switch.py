@@ -19,18 +19,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AppRegistration
+from connector.core.errors import SourceError
+from connector.core.records import EventRecord
+from connector.core.trace import Trace
 from connector.models import Calendar, MailboxState, RefreshStatus, Server
-from connector.pipeline import (
+from connector.pipeline.build import (
     BuildResult,
     build_calendar,
-    calendar_window,
     fetch_resource,
     resources_of,
 )
-from connector.records import EventRecord
 from connector.sources import open_source
-from connector.sources.errors import SourceError
-from connector.trace import Trace
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +164,7 @@ def _read(label: str, server: Server, calendar: Calendar, now: dt.datetime) -> S
     """Fetch every resource through ``server``, then the refresh's own pipeline."""
     side = Side(label=label, trace=Trace())
     try:
-        window = calendar_window(calendar, now)
+        window = calendar.window(now)
         source = open_source(server, calendar=calendar, trace=side.trace)
         records = {
             resource: fetch_resource(

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from connector.sources.errors import SourceError
+from connector.core.errors import SourceError
 
 
 def _host(url: str) -> str:

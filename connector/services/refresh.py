@@ -27,14 +27,14 @@ from django.db import connections
 from django.db.models import F, Q
 from django.utils import timezone
 
-from connector import metrics
+from connector.core import metrics
+from connector.core.errors import SourceError
+from connector.core.records import EventRecord, Window
+from connector.core.trace import NullTrace
 from connector.models import Calendar, RefreshStatus
-from connector.pipeline import build_calendar, calendar_window, fetch_resource, resources_of
-from connector.records import EventRecord, Window
-from connector.snapshots import save_snapshot
+from connector.pipeline.build import build_calendar, fetch_resource, resources_of
+from connector.pipeline.snapshots import save_snapshot
 from connector.sources import Source, open_source
-from connector.sources.errors import SourceError
-from connector.trace import NullTrace
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def _run_round(
                 log.exception("could not open the source of calendar %s", calendar.calendar_id)
                 done[calendar.pk] = _failure(calendar, _internal_error(exc), started)
                 continue
-            window = calendar_window(calendar, now)
+            window = calendar.window(now)
             plans[calendar.pk] = []
             for resource in resources_of(calendar):
                 key = (source.upstream_key, resource.lower())
@@ -351,6 +351,32 @@ def refresh_calendar(
     calendar: Calendar, *, now: dt.datetime | None = None, timeout: float | None = None
 ) -> RefreshOutcome:
     return refresh_calendars([calendar], now=now, timeout=timeout)[0]
+
+
+def refresh_or_wait(calendar: Calendar, timeout: float) -> RefreshOutcome:
+    """Refresh a stale calendar for a request that waits at most ``timeout`` seconds.
+
+    When another request or worker is refreshing it already, that refresh is
+    waited for (not repeated) and judged by what it recorded.
+    """
+    started = timezone.now()
+    outcome = refresh_calendar(calendar, timeout=timeout)
+    if not outcome.skipped:
+        return outcome
+    wait_for_release(calendar, timeout)
+    status = RefreshStatus.objects.filter(calendar=calendar).first()
+    ok = (
+        status is not None
+        and status.last_success is not None
+        and status.last_success >= started - dt.timedelta(seconds=timeout)
+        and status.consecutive_failures == 0
+    )
+    if ok:
+        return RefreshOutcome(calendar.calendar_id, ok=True)
+    error = "the refresh did not finish in time"
+    if status is not None and status.consecutive_failures and status.last_error:
+        error = status.last_error
+    return RefreshOutcome(calendar.calendar_id, ok=False, error=error)
 
 
 # --- what is due (the background dispatcher) ------------------------------------------

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # expiry_notified_days of a secret whose "expired" mail went out.
 EXPIRED = -1
 SCHEDULE_NAME = "Secret expiry mail"
-SCHEDULE_FUNC = "connector.expiry.notify_expiring_secrets"
+SCHEDULE_FUNC = "connector.tasks.notify_expiring_secrets"
 
 RENEW_HINT = (
     "Create a new client secret in Entra ID (App registrations > Certificates & secrets), "

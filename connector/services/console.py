@@ -1,6 +1,6 @@
 """The test console: one live run of the pipeline, explained.
 
-``run_console()`` runs ``connector.pipeline.build_calendar`` (the very function
+``run_console()`` runs ``connector.pipeline.build.build_calendar`` (the very function
 the background refresh runs) with a real Trace and keeps everything needed to
 explain it: each step with its duration, every event kept or dropped and by
 which filter, the alarms, the iCalendar, and a day timeline of what a screen
@@ -20,12 +20,12 @@ from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 
-from connector import filters
+from connector.core.errors import SourceError
+from connector.core.records import EventRecord
+from connector.core.trace import Step, Trace
 from connector.models import Calendar
-from connector.pipeline import BuildResult, build_calendar
-from connector.records import EventRecord
-from connector.sources.errors import SourceError
-from connector.trace import Step, Trace
+from connector.pipeline import filters
+from connector.pipeline.build import BuildResult, build_calendar
 
 log = logging.getLogger(__name__)
 

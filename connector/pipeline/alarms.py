@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from connector.records import EventRecord
+from connector.core.records import EventRecord
 
 if TYPE_CHECKING:
     from connector.models import Calendar

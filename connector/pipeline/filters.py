@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from connector.records import EventRecord
+from connector.core.records import EventRecord
 from connector.validators import split_list
 
 if TYPE_CHECKING:

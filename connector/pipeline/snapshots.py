@@ -7,13 +7,12 @@ with If-None-Match or If-Modified-Since get 304 until something really changes.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 
 from django.db import IntegrityError, transaction
 
 from connector.models import Calendar, Snapshot
-from connector.pipeline import BuildResult, calendar_window
+from connector.pipeline.build import BuildResult
 
 
 def etag_of(ics: str) -> str:
@@ -57,19 +56,3 @@ def save_snapshot(calendar: Calendar, result: BuildResult) -> tuple[Snapshot, bo
             fields += ["ics", "etag", "changed", "event_count"]
         current.save(update_fields=fields)
         return current, changed
-
-
-def is_fresh(snapshot: Snapshot | None, calendar: Calendar, now: dt.datetime) -> bool:
-    """Younger than cachePersistence, and of today's window (a new day needs new data)."""
-    if snapshot is None or calendar.cache_persistence <= 0:
-        return False
-    age = (now - snapshot.generated).total_seconds()
-    if age >= calendar.cache_persistence or age < -60:
-        return False
-    return (
-        calendar_window(calendar, snapshot.generated).start == calendar_window(calendar, now).start
-    )
-
-
-def age_seconds(snapshot: Snapshot, now: dt.datetime) -> float:
-    return max(0.0, (now - snapshot.generated).total_seconds())

@@ -15,13 +15,13 @@ from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 
-from connector import alarms, filters
-from connector.ics import FeedEvent, FeedInfo, build_ics
+from connector.core.errors import SourceError
+from connector.core.records import EventRecord, Window
+from connector.core.trace import NullTrace, Trace
 from connector.models import Calendar
-from connector.records import EventRecord, Window
+from connector.pipeline import alarms, filters
+from connector.pipeline.ics_writer import FeedEvent, FeedInfo, build_ics
 from connector.sources import Source, open_source
-from connector.sources.errors import SourceError
-from connector.trace import NullTrace, Trace
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,6 @@ class BuildResult:
 
     def dropped_by_filter(self) -> dict[str, int]:
         return dict(Counter(decision.dropped_by for decision in self.dropped))
-
-
-def calendar_window(calendar: Calendar, now: dt.datetime | None = None) -> Window:
-    """``request_window`` days from 00:00 today in the calendar's time zone, in UTC."""
-    tz = calendar.tzinfo
-    today = (now or timezone.now()).astimezone(tz).date()
-    start = dt.datetime.combine(today, dt.time(), tzinfo=tz)
-    end = dt.datetime.combine(today + dt.timedelta(days=calendar.request_window), dt.time(), tz)
-    return Window(start.astimezone(dt.UTC), end.astimezone(dt.UTC))
 
 
 def resources_of(calendar: Calendar) -> list[str]:
@@ -138,7 +129,7 @@ def build_calendar(
     trace = trace or NullTrace()
     now = now or timezone.now()
     tz = calendar.tzinfo
-    window = calendar_window(calendar, now)
+    window = calendar.window(now)
     wanted = resources_of(calendar)
     given = records or {}
     missing = [resource for resource in wanted if resource not in given]

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 
 import icalendar
 
-from connector.alarms import ComputedAlarm
-from connector.records import EventRecord
+from connector.core.records import EventRecord
+from connector.pipeline.alarms import ComputedAlarm
 
 PRODID = "-//ews-calendar//ews-calendar feed//EN"
 UID_DOMAIN = "ews-calendar"

@@ -1,0 +1,26 @@
+"""The PHP connector's URL, ``2ical.php?calendarId=<id>``, so players only change host.
+
+It routes one URL to two pages, as the PHP script did: the feed, or with
+``debug=yes`` the test console's trace (for logged-in staff only).
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
+
+from connector.views.console import debug_trace
+from connector.views.feed import counted, feed_response
+from connector.views.pages import text_response
+
+
+@csrf_exempt
+@require_safe
+def legacy_feed(request: HttpRequest) -> HttpResponse:
+    calendar_id = request.GET.get("calendarId", "")
+    if not calendar_id:
+        return counted(request, text_response(404, "Give the calendar as ?calendarId=<id>."))
+    if request.GET.get("debug", "").lower() == "yes":
+        return counted(request, debug_trace(request, calendar_id))
+    return feed_response(request, calendar_id)

@@ -60,7 +60,8 @@ def web(tmp_path, fake_ews):  # type: ignore[no-untyped-def]
         try:
             requests.get(f"{url}/ical/unknown.ics", timeout=5)
             break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # Not listening yet, or a worker still importing Django on a loaded machine.
             if time.monotonic() > deadline or server.poll() is not None:
                 server.kill()
                 pytest.fail("gunicorn did not start:\n" + (tmp_path / "gunicorn.log").read_text())

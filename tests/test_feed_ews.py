@@ -14,6 +14,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from connector.services.refresh import FEED_RETRY_FIRST
 from tests.fixtures.feed import by_summary, parse_feed, vevents
 
 pytestmark = [
@@ -200,7 +201,9 @@ def test_exchange_down_sends_the_cache_or_502(client, make_calendar, ews_server,
     assert refused["Content-Type"] == "text/plain; charset=utf-8"
     fake_ews.faults.down = False
     fake_ews.events(ROOM_B)[1].subject = "Interview (rescheduled)"
-    with time_machine.travel(timezone.now() + dt.timedelta(seconds=302), tick=True):
+    # Past the feed's back-off after one failure, well within the 300 s period.
+    back_up = dt.timedelta(seconds=301) + FEED_RETRY_FIRST + dt.timedelta(seconds=1)
+    with time_machine.travel(timezone.now() + back_up, tick=True):
         back = client.get("/ical/strict.ics")
     assert back.status_code == 200
     assert by_summary(parse_feed(back.content), "Interview (rescheduled)")

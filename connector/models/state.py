@@ -54,6 +54,9 @@ class RefreshStatus(models.Model):
     # Claimed by whoever is refreshing right now, so that concurrent feed requests and
     # workers wait for that refresh instead of all asking Exchange at once.
     refreshing_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Who holds the claim ("host:pid:start"): a claim of a process that is gone is taken
+    # over at once instead of blocking feeds until it expires.
+    refreshing_by = models.CharField(max_length=300, blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "refresh statuses"

@@ -7,10 +7,11 @@ A broken room fails only the calendars that show it; a broken calendar never
 stops the others. The background tasks, ``manage.py refresh_calendars`` and
 the feed view (for a stale snapshot) all go through ``refresh_calendars()``.
 
-A calendar being refreshed is *claimed* (``RefreshStatus.refreshing_until``,
-taken with a conditional UPDATE that must change exactly one row), so that
-concurrent feed requests and workers, in any number of processes, do not all
-ask Exchange at once.
+A calendar being refreshed is *claimed* (connector/services/claims.py), so
+that concurrent feed requests and workers, in any number of processes, do not
+all ask Exchange at once. After a failure, feed requests do not try again
+before a back-off has passed: a failing Exchange costs one request per
+back-off, not one per player request, and web workers answer at once.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import connections
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from connector.core import metrics
@@ -34,14 +34,14 @@ from connector.core.trace import NullTrace
 from connector.models import Calendar, RefreshStatus
 from connector.pipeline.build import build_calendar, fetch_resource, resources_of
 from connector.pipeline.snapshots import save_snapshot
+from connector.services.claims import claim, kept, release, status_pk, wait_for_release
 from connector.sources import Source, open_source
 
 log = logging.getLogger(__name__)
 
-# How often a request waiting for another's refresh looks again (seconds).
-WAIT_POLL = 0.1
-# A claim outlives the refresh's own bound by this much, in case its process died.
-CLAIM_MARGIN = dt.timedelta(seconds=30)
+# After a failed refresh, feed requests wait this long before they try Exchange again,
+# doubling with each failure up to the calendar's period (background rounds go on).
+FEED_RETRY_FIRST = dt.timedelta(seconds=10)
 
 
 @dataclass
@@ -98,43 +98,6 @@ def _internal_error(exc: BaseException) -> SourceError:
     )
 
 
-# --- claims ------------------------------------------------------------------------------
-
-
-def _status_pk(calendar: Calendar) -> int:
-    status, _ = RefreshStatus.objects.get_or_create(calendar=calendar)
-    return status.pk
-
-
-def claim(calendar: Calendar, *, now: dt.datetime, seconds: float) -> bool:
-    """Take the calendar for a refresh unless someone holds it; exactly one winner."""
-    until = now + dt.timedelta(seconds=seconds) + CLAIM_MARGIN
-    taken = (
-        RefreshStatus.objects.filter(pk=_status_pk(calendar))
-        .filter(Q(refreshing_until__isnull=True) | Q(refreshing_until__lt=now))
-        .update(refreshing_until=until)
-    )
-    return taken == 1
-
-
-def release(calendar: Calendar) -> None:
-    RefreshStatus.objects.filter(calendar=calendar).update(refreshing_until=None)
-
-
-def is_claimed(calendar: Calendar, now: dt.datetime) -> bool:
-    return RefreshStatus.objects.filter(calendar=calendar, refreshing_until__gte=now).exists()
-
-
-def wait_for_release(calendar: Calendar, timeout: float) -> bool:
-    """Wait (bounded) for another's refresh of this calendar to end; True when it did."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_claimed(calendar, timezone.now()):
-            return True
-        time.sleep(WAIT_POLL)
-    return not is_claimed(calendar, timezone.now())
-
-
 # --- recording outcomes -------------------------------------------------------------
 
 
@@ -142,7 +105,7 @@ def record(calendar: Calendar, outcome: RefreshOutcome, *, now: dt.datetime) -> 
     """Write the outcome beside the snapshot (one short UPDATE) and count it."""
     if outcome.skipped:
         return
-    pk = _status_pk(calendar)
+    pk = status_pk(calendar)
     finished = now + dt.timedelta(seconds=outcome.duration)
     fields: dict[str, object] = {"last_attempt": now, "last_duration": outcome.duration}
     if outcome.ok:
@@ -182,8 +145,6 @@ def _run_round(
     calendars: list[Calendar],
     now: dt.datetime,
     done: dict[int, RefreshOutcome],
-    *,
-    claim_seconds: float,
 ) -> None:
     """Refresh the calendars, putting each outcome in ``done`` (by pk) as soon as known."""
     started = time.monotonic()
@@ -192,7 +153,7 @@ def _run_round(
     claimed: list[Calendar] = []
     try:
         for calendar in calendars:
-            if not claim(calendar, now=now, seconds=claim_seconds):
+            if not claim(calendar, now=timezone.now()):
                 done[calendar.pk] = RefreshOutcome(calendar.calendar_id, ok=False, skipped=True)
                 continue
             claimed.append(calendar)
@@ -217,27 +178,13 @@ def _run_round(
                 else:
                     rooms[key] = _Room(source, resource, window, calendar.include_body)
 
-        answers: dict[tuple[str, str], list[EventRecord] | SourceError] = {}
-        for key, room in rooms.items():
-            try:
-                answers[key] = fetch_resource(
-                    room.source,
-                    room.resource,
-                    room.window,
-                    include_body=room.include_body,
-                    trace=NullTrace(),
-                )
-            except SourceError as exc:
-                log.warning("reading %s failed: %s", room.resource or "own calendar", exc.message)
-                answers[key] = exc
-            except Exception as exc:
-                log.exception("reading %s failed", room.resource or "own calendar")
-                answers[key] = _internal_error(exc)
-
-        for calendar in claimed:
-            if calendar.pk in done:
-                continue
-            done[calendar.pk] = _rebuild(calendar, plans[calendar.pk], answers, now, started)
+        with kept(claimed):
+            answers = _fetch_rooms(rooms)
+            for calendar in claimed:
+                if calendar.pk not in done:
+                    done[calendar.pk] = _rebuild(
+                        calendar, plans[calendar.pk], answers, now, started
+                    )
     finally:
         for calendar in claimed:
             outcome = done.get(calendar.pk)
@@ -247,6 +194,29 @@ def _run_round(
                 except Exception:
                     log.exception("could not record the refresh of %s", calendar.calendar_id)
             release(calendar)
+
+
+def _fetch_rooms(
+    rooms: dict[tuple[str, str], _Room],
+) -> dict[tuple[str, str], list[EventRecord] | SourceError]:
+    """Each room's records, or the SourceError that kept them from us."""
+    answers: dict[tuple[str, str], list[EventRecord] | SourceError] = {}
+    for key, room in rooms.items():
+        try:
+            answers[key] = fetch_resource(
+                room.source,
+                room.resource,
+                room.window,
+                include_body=room.include_body,
+                trace=NullTrace(),
+            )
+        except SourceError as exc:
+            log.warning("reading %s failed: %s", room.resource or "own calendar", exc.message)
+            answers[key] = exc
+        except Exception as exc:
+            log.exception("reading %s failed", room.resource or "own calendar")
+            answers[key] = _internal_error(exc)
+    return answers
 
 
 def _rebuild(
@@ -294,22 +264,35 @@ def _in_thread(target: Callable[[], None], timeout: float) -> bool:
             log.exception("refresh round failed")
         finally:
             connections.close_all()  # this thread's own connections
+            with _running_lock:
+                _running.discard(thread)
 
     thread = threading.Thread(target=run, name="refresh", daemon=True)
-    _threads.append(thread)
+    with _running_lock:
+        _running.add(thread)
     thread.start()
     thread.join(timeout)
     return not thread.is_alive()
 
 
-_threads: list[threading.Thread] = []
+# Rounds still running after their caller stopped waiting; each leaves when it ends,
+# so a web worker that serves for months holds only the rounds in progress.
+_running: set[threading.Thread] = set()
+_running_lock = threading.Lock()
+
+
+def running_in_background() -> int:
+    """How many rounds are still running after their caller stopped waiting."""
+    with _running_lock:
+        return len(_running)
 
 
 def join_background(timeout: float = 30.0) -> None:
     """Wait for refreshes still running after their caller stopped waiting (tests, shutdown)."""
     deadline = time.monotonic() + timeout
-    while _threads:
-        thread = _threads.pop()
+    with _running_lock:
+        threads = list(_running)
+    for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
@@ -327,10 +310,9 @@ def refresh_calendars(
     calendars = list(calendars)
     now = now or timezone.now()
     done: dict[int, RefreshOutcome] = {}
-    bound = timeout if timeout is not None else float(settings.REFRESH_TIMEOUT)
 
     def round_() -> None:
-        _run_round(calendars, now, done, claim_seconds=bound)
+        _run_round(calendars, now, done)
 
     if timeout is None:
         round_()
@@ -353,6 +335,19 @@ def refresh_calendar(
     return refresh_calendars([calendar], now=now, timeout=timeout)[0]
 
 
+def feed_retry_at(calendar: Calendar, status: RefreshStatus | None) -> dt.datetime | None:
+    """When feed requests may try Exchange again after failures; None when they may now.
+
+    The wait doubles with each failure in a row, from FEED_RETRY_FIRST up to the
+    calendar's period (a minute for a live calendar).
+    """
+    if status is None or not status.consecutive_failures or status.last_error_at is None:
+        return None
+    ceiling = dt.timedelta(seconds=max(calendar.cache_persistence, 60))
+    doublings = min(status.consecutive_failures - 1, 16)
+    return status.last_error_at + min(FEED_RETRY_FIRST * 2**doublings, ceiling)
+
+
 def refresh_or_wait(calendar: Calendar, timeout: float) -> RefreshOutcome:
     """Refresh a stale calendar for a request that waits at most ``timeout`` seconds.
 
@@ -360,6 +355,12 @@ def refresh_or_wait(calendar: Calendar, timeout: float) -> RefreshOutcome:
     waited for (not repeated) and judged by what it recorded.
     """
     started = timezone.now()
+    status = RefreshStatus.objects.filter(calendar=calendar).first()
+    retry_at = feed_retry_at(calendar, status)
+    if status is not None and retry_at is not None and started < retry_at:
+        # Exchange failed a moment ago: answer now with what is known (the last good
+        # copy or the 502) and leave the next try to the back-off and the background.
+        return RefreshOutcome(calendar.calendar_id, ok=False, error=status.last_error)
     outcome = refresh_calendar(calendar, timeout=timeout)
     if not outcome.skipped:
         return outcome

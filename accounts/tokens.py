@@ -30,7 +30,7 @@ from django.db import transaction
 from django.utils import timezone
 from msal.exceptions import MsalServiceError
 
-from accounts.models import AppRegistration, TokenCache
+from accounts.models import GRAPH_DEFAULT_BASE_URI, AppRegistration, TokenCache
 from connector.core import metrics
 from connector.core.errors import SourceError
 from connector.core.network import network_error
@@ -296,8 +296,6 @@ def sign_in_scope(app: AppRegistration) -> str:
     Entra ID grants one resource per request; the refresh token it returns
     then serves the other resources the account has consented to as well.
     """
-    from connector.models.servers import GRAPH_DEFAULT_BASE_URI
-
     server = app.servers.exclude(base_uri="").order_by("pk").first()
     base = server.base_uri if server is not None else GRAPH_DEFAULT_BASE_URI
     return f"{base.rstrip('/')}/.default"

@@ -5,6 +5,10 @@ name are removed. Credentials are not named in the file; they are found by
 content (the same username, the same app registration) and reused, or created
 and named after the server (``credentials.CredentialMatcher`` decides). A
 password left out of the file (an export without secrets) keeps the stored one.
+
+``Plan.fingerprint()`` identifies what a plan would do: the admin's confirm
+step imports only when the plan computed then is the one that was previewed
+(``import_configuration(..., expected_fingerprint=...)``).
 """
 
 from __future__ import annotations
@@ -80,6 +84,17 @@ class Plan:
     def fingerprint(self) -> str:
         """Identifies what this plan would do, to tell whether a preview is still true."""
         return hashlib.sha256("\n".join(self.lines()).encode()).hexdigest()
+
+
+class PlanChanged(Exception):
+    """The plan computed now is not the one previewed: nothing was written.
+
+    ``plan`` is what importing would do now, to be shown again.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__("The configuration changed since the preview; check it again.")
+        self.plan = plan
 
 
 # --- current and wanted states, in comparable form --------------------------------

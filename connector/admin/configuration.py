@@ -1,5 +1,9 @@
 """Admin pages: import configuration.xml (upload → preview → confirm) and export it.
 
+``calendars.CalendarAdmin`` routes them (its ``get_urls``) through the admin
+site's ``admin_view``, and offers the export of selected calendars as actions;
+who may import or export is decided here (``can_import``, ``can_export``).
+
 Between preview and confirm the uploaded file waits in DATA_DIR, encrypted with
 the field-encryption key (it may hold passwords), under a random name that only
 the uploader's session knows; confirm reads that copy, never a new upload, and
@@ -28,6 +32,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import crypto
 from connector import xmlconfig
+from connector.models import Calendar
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +161,6 @@ def _preview(
 
 
 def _calendar_opts() -> Any:
-    from connector.models import Calendar
-
     return Calendar._meta
 
 

@@ -12,6 +12,9 @@ from django.utils import timezone
 from accounts.fields import EncryptedTextField
 
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
+# Microsoft Graph in the global cloud: the resource of a graph server without a
+# base URI, and the one a delegated sign-in asks for when no server names one.
+GRAPH_DEFAULT_BASE_URI = "https://graph.microsoft.com"
 
 name_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*$",

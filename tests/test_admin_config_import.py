@@ -10,8 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
 
 from connector import xmlconfig
+from connector.admin.configuration import SESSION_KEY
 from connector.models import Calendar, Server
-from connector.views.config import SESSION_KEY
 from tests.fixtures.users import TEST_PASSWORD
 from tests.xmlconfig_helpers import full_dump, read
 

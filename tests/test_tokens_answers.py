@@ -50,6 +50,6 @@ def test_the_aadsts_code_is_found_with_or_without_error_codes(
     ],
 )
 def test_any_form_of_error_codes_gives_the_aadsts_number(answer: dict[str, object]) -> None:
-    from accounts.tokens import _aadsts_code
+    from accounts.tokens.errors import aadsts_code
 
-    assert _aadsts_code({"error": "invalid_client", **answer}) == 7000215
+    assert aadsts_code({"error": "invalid_client", **answer}) == 7000215

@@ -7,7 +7,10 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from accounts.models import AppRegistration, ServiceAccount
+# GRAPH_DEFAULT_BASE_URI lives beside the identity platform's authority (the delegated
+# sign-in needs it, and accounts imports nothing of connector's models); the sources
+# and the XML reader import it from here.
+from accounts.models import GRAPH_DEFAULT_BASE_URI, AppRegistration, ServiceAccount
 from connector.validators import url_safe_id
 
 # Hosts of Exchange Online's EWS, where EWS is being switched off (SPEC).
@@ -18,7 +21,6 @@ EXCHANGE_ONLINE_EWS_HOSTS = (
     "outlook-dod.office365.us",  # DoD
     "partner.outlook.cn",  # operated by 21Vianet
 )
-GRAPH_DEFAULT_BASE_URI = "https://graph.microsoft.com"
 EXCHANGE_ONLINE_EWS_WARNING = (
     "This server uses EWS in Exchange Online, which Microsoft blocks since 1 October 2026 "
     "for tenants that have not allow-listed the application and switches off for good on "

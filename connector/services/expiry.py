@@ -2,7 +2,7 @@
 
 An app registration's client secret has an expiry date (entered in the admin
 or imported from ``expires="..."``); the identity platform may also refuse it
-as expired (``accounts.tokens`` then sets ``secret_expired_at``). The admin
+as expired (``accounts.tokens.errors`` then sets ``secret_expired_at``). The admin
 banner, the status page, ``manage.py check``, ``manage.py check_secrets``,
 /healthz and /metrics all read :func:`secret_expiries`, so they agree.
 

@@ -4,7 +4,10 @@
   every problem as "line N: message");
 - ``make_plan(config)`` says what importing it would add, change and remove;
 - ``apply_plan(plan)`` writes it, all or nothing;
-- ``import_configuration(data, dry_run=...)`` does the three in one transaction;
+- ``import_configuration(data, dry_run=..., expected_fingerprint=...)`` does
+  the three in one transaction; it is the one import path, of ``manage.py
+  import_config`` and of the admin's confirm step (which passes the
+  fingerprint of the plan it previewed);
 - ``export_configuration(calendars=None, include_secrets=False)`` writes the file.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from connector.xmlconfig.plan import Change, Plan, apply_plan, make_plan
+from connector.xmlconfig.plan import Change, Plan, PlanChanged, apply_plan, make_plan
 from connector.xmlconfig.reader import ConfigError, Configuration, Problem, read_configuration
 from connector.xmlconfig.writer import NAMESPACE, export_configuration
 
@@ -22,6 +25,7 @@ __all__ = [
     "ConfigError",
     "Configuration",
     "Plan",
+    "PlanChanged",
     "Problem",
     "apply_plan",
     "export_configuration",
@@ -31,14 +35,22 @@ __all__ = [
 ]
 
 
-def import_configuration(data: bytes, *, dry_run: bool = False) -> Plan:
+def import_configuration(
+    data: bytes, *, dry_run: bool = False, expected_fingerprint: str | None = None
+) -> Plan:
     """Read, plan and (unless ``dry_run``) apply a configuration.xml.
 
     Raises ConfigError, with the database untouched, when the file is invalid.
+    With ``expected_fingerprint`` (``Plan.fingerprint()`` of a plan shown
+    earlier, such as the admin's preview), raises PlanChanged, with the
+    database untouched, when the plan computed now is a different one: what
+    was confirmed is then not what would be written.
     """
     config = read_configuration(data)
     with transaction.atomic():
         plan = make_plan(config)
+        if expected_fingerprint is not None and plan.fingerprint() != expected_fingerprint:
+            raise PlanChanged(plan)
         if not dry_run:
             apply_plan(plan)
     return plan

@@ -3,8 +3,12 @@
 The file describes the whole configuration: servers and calendars it does not
 name are removed. Credentials are not named in the file; they are found by
 content (the same username, the same app registration) and reused, or created
-and named after the server. A password left out of the file (an export without
-secrets) keeps the stored one.
+and named after the server (``credentials.CredentialMatcher`` decides). A
+password left out of the file (an export without secrets) keeps the stored one.
+
+``Plan.fingerprint()`` identifies what a plan would do: the admin's confirm
+step imports only when the plan computed then is the one that was previewed
+(``import_configuration(..., expected_fingerprint=...)``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from accounts.models import AppRegistration, ServiceAccount
 from connector.models import Alarm, Calendar, Filter, Resource, Server
 from connector.models.servers import EXCHANGE_ONLINE_EWS_WARNING
 from connector.xmlconfig import params as P
-from connector.xmlconfig.reader import CalendarSpec, Configuration, HttpAuth, OAuth, ServerSpec
+from connector.xmlconfig.credentials import CredentialChoice, CredentialMatcher
+from connector.xmlconfig.reader import CalendarSpec, Configuration, HttpAuth, ServerSpec
 
 Action = Literal["add", "change", "remove"]
 _SIGNS = {"add": "+", "change": "~", "remove": "-"}
@@ -35,24 +40,6 @@ class Change:
     def __str__(self) -> str:
         text = f"{_SIGNS[self.action]} {self.kind} {self.name}"
         return f"{text}: {', '.join(self.details)}" if self.details else text
-
-
-@dataclass
-class CredentialChoice:
-    """The credential a server of the file will use: reused, updated or created."""
-
-    model: type[ServiceAccount] | type[AppRegistration]
-    existing: ServiceAccount | AppRegistration | None
-    name: str
-    values: dict[str, Any]  # fields to write (all of them for a new credential)
-    changed: list[str] = field(default_factory=list)
-    saved: ServiceAccount | AppRegistration | None = None
-
-    @property
-    def identity(self) -> tuple[str, Any]:
-        if self.existing is not None:
-            return (self.model.__name__, self.existing.pk)
-        return (self.model.__name__, f"new:{self.name}")
 
 
 @dataclass
@@ -97,6 +84,17 @@ class Plan:
     def fingerprint(self) -> str:
         """Identifies what this plan would do, to tell whether a preview is still true."""
         return hashlib.sha256("\n".join(self.lines()).encode()).hexdigest()
+
+
+class PlanChanged(Exception):
+    """The plan computed now is not the one previewed: nothing was written.
+
+    ``plan`` is what importing would do now, to be shown again.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__("The configuration changed since the preview; check it again.")
+        self.plan = plan
 
 
 # --- current and wanted states, in comparable form --------------------------------
@@ -181,213 +179,6 @@ def _server_differences(
     return details
 
 
-# --- credentials -----------------------------------------------------------------
-
-
-class _Credentials:
-    """Finds or makes the credential of each server, reusing by content."""
-
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self.accounts = list(ServiceAccount.objects.prefetch_related("servers"))
-        self.apps = list(AppRegistration.objects.prefetch_related("servers"))
-        self.new: list[CredentialChoice] = []
-        self.touched: dict[tuple[str, Any], CredentialChoice] = {}
-
-    def _free_name(self, model: type[ServiceAccount] | type[AppRegistration], base: str) -> str:
-        # Credential names allow fewer characters than ids ('~' is not one of them).
-        base = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "-" for ch in base)
-        if not base[:1].isalnum():
-            base = f"x{base}"
-        taken = {obj.name for obj in (self.accounts if model is ServiceAccount else self.apps)}
-        taken |= {choice.name for choice in self.new if choice.model is model}
-        name, number = base, 1
-        while name in taken:
-            number += 1
-            name = f"{base}-{number}"
-        return name
-
-    @staticmethod
-    def _ordered(candidates: list[Any], server: Server | None, server_id: str) -> list[Any]:
-        def rank(obj: Any) -> tuple[int, int, int]:
-            linked = server is not None and any(s.pk == server.pk for s in obj.servers.all())
-            return (0 if linked else 1, 0 if obj.name == server_id else 1, obj.pk)
-
-        return sorted(candidates, key=rank)
-
-    @staticmethod
-    def _used_elsewhere(obj: Any, server: Server | None) -> bool:
-        return any(server is None or s.pk != server.pk for s in obj.servers.all())
-
-    def _reuse(self, choice: CredentialChoice) -> CredentialChoice:
-        # Two servers of the file may reuse the same credential: one choice.
-        key = choice.identity
-        if key in self.touched:
-            earlier = self.touched[key]
-            earlier.values.update(choice.values)
-            earlier.changed = sorted(set(earlier.changed) | set(choice.changed))
-            return earlier
-        self.touched[key] = choice
-        return choice
-
-    def for_server(self, spec: ServerSpec, server: Server | None) -> CredentialChoice | None:
-        if isinstance(spec.auth, HttpAuth):
-            return self.service_account(spec, spec.auth, server)
-        if isinstance(spec.auth, OAuth):
-            return self.app_registration(spec, spec.auth, server)
-        return None
-
-    def service_account(
-        self, spec: ServerSpec, auth: HttpAuth, server: Server | None
-    ) -> CredentialChoice:
-        candidates = self._ordered(
-            [a for a in self.accounts if a.username == auth.username], server, spec.server_id
-        )
-        new = [
-            c
-            for c in self.new
-            if c.model is ServiceAccount and c.values["username"] == auth.username
-        ]
-        if auth.password is None:
-            if candidates:
-                return self._reuse(
-                    CredentialChoice(ServiceAccount, candidates[0], candidates[0].name, {})
-                )
-            if new:
-                return new[0]
-            self.plan.warnings.append(
-                f"server {spec.server_id}: the file gives no password for {auth.username}; "
-                "enter it in the admin (Service accounts) before the calendars can refresh"
-            )
-        else:
-            for account in candidates:
-                if account.password == auth.password:
-                    return self._reuse(CredentialChoice(ServiceAccount, account, account.name, {}))
-            for choice in new:
-                if choice.values["password"] == auth.password:
-                    return choice
-            if candidates and not self._used_elsewhere(candidates[0], server):
-                account = candidates[0]
-                return self._reuse(
-                    CredentialChoice(
-                        ServiceAccount,
-                        account,
-                        account.name,
-                        {"password": auth.password},
-                        ["password"],
-                    )
-                )
-        choice = CredentialChoice(
-            ServiceAccount,
-            None,
-            self._free_name(ServiceAccount, spec.server_id),
-            {"username": auth.username, "password": auth.password or ""},
-        )
-        self.new.append(choice)
-        return choice
-
-    def app_registration(
-        self, spec: ServerSpec, auth: OAuth, server: Server | None
-    ) -> CredentialChoice:
-        def same_app(values: dict[str, Any]) -> bool:
-            return (
-                values["flow"] == auth.flow
-                and values["tenant"] == auth.tenant
-                and values["client_id"] == auth.client_id
-                and values["authority"].rstrip("/") == auth.authority
-                and values["account"] == auth.account
-            )
-
-        candidates = self._ordered(
-            [
-                app
-                for app in self.apps
-                if same_app(
-                    {
-                        "flow": app.flow,
-                        "tenant": app.tenant,
-                        "client_id": app.client_id,
-                        "authority": app.authority,
-                        "account": app.account,
-                    }
-                )
-            ],
-            server,
-            spec.server_id,
-        )
-        new = [c for c in self.new if c.model is AppRegistration and same_app(c.values)]
-
-        def expiry_update(app: AppRegistration) -> tuple[dict[str, Any], list[str]]:
-            if auth.secret_element and app.secret_expires != auth.secret_expires:
-                return {"secret_expires": auth.secret_expires}, ["secret expiry"]
-            return {}, []
-
-        if auth.client_secret is None:
-            if candidates:
-                values, changed = expiry_update(candidates[0])
-                return self._reuse(
-                    CredentialChoice(
-                        AppRegistration, candidates[0], candidates[0].name, values, changed
-                    )
-                )
-            if new:
-                return new[0]
-            if auth.flow == AppRegistration.Flow.CLIENT_CREDENTIALS:
-                self.plan.warnings.append(
-                    f"server {spec.server_id}: the file gives no client secret; enter it in "
-                    "the admin (OAuth app registrations) before the calendars can refresh"
-                )
-        else:
-            for app in candidates:
-                if app.client_secret == auth.client_secret:
-                    values, changed = expiry_update(app)
-                    return self._reuse(
-                        CredentialChoice(AppRegistration, app, app.name, values, changed)
-                    )
-            for choice in new:
-                if choice.values["client_secret"] == auth.client_secret:
-                    return choice
-            if candidates and not self._used_elsewhere(candidates[0], server):
-                app = candidates[0]
-                return self._reuse(
-                    CredentialChoice(
-                        AppRegistration,
-                        app,
-                        app.name,
-                        {
-                            "client_secret": auth.client_secret,
-                            "secret_expires": auth.secret_expires,
-                            # A new secret: what was learned about the old one is void.
-                            "secret_expired_at": None,
-                            "expiry_notified_days": None,
-                        },
-                        ["client secret"]
-                        + (["secret expiry"] if app.secret_expires != auth.secret_expires else []),
-                    )
-                )
-        choice = CredentialChoice(
-            AppRegistration,
-            None,
-            self._free_name(AppRegistration, spec.server_id),
-            {
-                "flow": auth.flow,
-                "tenant": auth.tenant,
-                "client_id": auth.client_id,
-                "client_secret": auth.client_secret or "",
-                "secret_expires": auth.secret_expires,
-                "authority": auth.authority,
-                "account": auth.account,
-            },
-        )
-        if auth.flow == AppRegistration.Flow.DELEGATED:
-            self.plan.warnings.append(
-                f"server {spec.server_id}: {auth.account} must sign in once (delegated "
-                "access) before the calendars can refresh"
-            )
-        self.new.append(choice)
-        return choice
-
-
 # --- planning ---------------------------------------------------------------------
 
 
@@ -404,7 +195,7 @@ def make_plan(config: Configuration) -> Plan:
             "resources", "alarms"
         )
     }
-    credentials = _Credentials(plan)
+    credentials = CredentialMatcher(plan.warnings)
 
     server_changes: list[Change] = []
     for spec in config.servers:

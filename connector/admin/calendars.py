@@ -1,7 +1,10 @@
-"""Admin of servers and calendars (with their resources, filters and alarms inline).
+"""Admin of calendars, with their rooms (resources), filters and alarms inline.
 
 Other features hook in here by small additions: an action in ``actions``, a
-link in ``readonly_fields``, a URL in ``get_urls``.
+link in ``readonly_fields``, a URL in ``get_urls``. The configuration.xml
+import and export pages (``configuration``) hang under the calendars' URLs
+(``/admin/connector/calendar/import/`` ...), and their links sit on the
+calendar list.
 """
 
 from __future__ import annotations
@@ -11,123 +14,16 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
-from django.utils.html import format_html
 
 from accounts.admin import KeepSecretsForm, SecretsAdmin
 from connector import xmlconfig
-from connector.models import Alarm, Calendar, Filter, Resource, Server
+from connector.admin import configuration
+from connector.models import Alarm, Calendar, Filter, Resource
 from connector.models.calendars import FREE_BUSY, IMPORTANCES, SENSITIVITIES, new_feed_key
-from connector.models.servers import EXCHANGE_ONLINE_EWS_WARNING
 from connector.validators import normalize_list, split_list
-from connector.views import config as config_views
-
-# The name on every admin page, the status page and the console.
-admin.site.site_header = "ews-calendar"
-admin.site.site_title = "ews-calendar"
-admin.site.site_url = None  # no public site at "/": hide "View site" (a 404)
-
-# --- servers -------------------------------------------------------------------
-
-
-@admin.register(Server)
-class ServerAdmin(admin.ModelAdmin):
-    list_display = (
-        "server_id",
-        "label",
-        "type",
-        "endpoint",
-        "credential",
-        "calendar_count",
-        "exchange_online_ews",
-    )
-    list_filter = ("type", "http_scheme")
-    search_fields = ("server_id", "label", "base_uri", "autodiscover")
-    list_select_related = ("service_account", "app_registration")
-    readonly_fields = ("ews_version", "ews_endpoint", "ews_endpoint_discovered", "updated")
-    fieldsets = (
-        (None, {"fields": ("server_id", "type", "label")}),
-        ("Where", {"fields": ("base_uri", "autodiscover")}),
-        (
-            "Authentication",
-            {
-                "fields": ("service_account", "http_scheme", "app_registration"),
-                "description": "On-premises EWS: a service account and its HTTP scheme. "
-                "Exchange Online (EWS or Graph): an app registration.",
-            },
-        ),
-        (
-            "Learned while connecting",
-            {
-                "classes": ("collapse",),
-                "fields": ("ews_version", "ews_endpoint", "ews_endpoint_discovered", "updated"),
-            },
-        ),
-    )
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Server]:
-        return super().get_queryset(request).annotate(_calendar_count=Count("calendars"))
-
-    @admin.display(description="calendars", ordering="_calendar_count")
-    def calendar_count(self, obj: Server) -> int:
-        return getattr(obj, "_calendar_count", 0)
-
-    @admin.display(description="endpoint")
-    def endpoint(self, obj: Server) -> str:
-        if obj.base_uri:
-            return obj.base_uri
-        return f"autodiscover: {obj.autodiscover}" if obj.autodiscover else ""
-
-    @admin.display(description="credential")
-    def credential(self, obj: Server) -> str:
-        if obj.service_account_id and obj.service_account:
-            return f"{obj.service_account.name} ({obj.get_http_scheme_display()})"
-        if obj.app_registration_id and obj.app_registration:
-            return obj.app_registration.name
-        return "none"
-
-    @admin.display(description="EWS in Exchange Online", boolean=False)
-    def exchange_online_ews(self, obj: Server) -> str:
-        if not obj.points_at_exchange_online_ews:
-            return ""
-        return format_html(
-            '<span class="status status-expiring" title="{}">ends 2027-04-01</span>',
-            EXCHANGE_ONLINE_EWS_WARNING,
-        )
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if request.method == "GET":
-            server = self.get_object(request, object_id)
-            if server is not None and server.points_at_exchange_online_ews:
-                messages.warning(request, EXCHANGE_ONLINE_EWS_WARNING)
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        if request.method == "GET":
-            flagged = [
-                server.server_id
-                for server in Server.objects.filter(type=Server.Type.EWS)
-                if server.points_at_exchange_online_ews
-            ]
-            if flagged:
-                messages.warning(
-                    request,
-                    f"{EXCHANGE_ONLINE_EWS_WARNING} Servers concerned: {', '.join(flagged)}.",
-                )
-        return super().changelist_view(request, extra_context)
-
-
-# --- calendars ----------------------------------------------------------------
 
 
 class CommaListField(forms.MultipleChoiceField):
@@ -300,17 +196,17 @@ class CalendarAdmin(SecretsAdmin):
         return [
             path(
                 "import/",
-                wrap(config_views.import_upload),
+                wrap(configuration.import_upload),
                 name="connector_calendar_import",
             ),
             path(
                 "import/confirm/",
-                wrap(config_views.import_confirm),
+                wrap(configuration.import_confirm),
                 name="connector_calendar_import_confirm",
             ),
             path(
                 "export/",
-                wrap(config_views.export_download),
+                wrap(configuration.export_download),
                 name="connector_calendar_export",
             ),
             *super().get_urls(),
@@ -321,22 +217,22 @@ class CalendarAdmin(SecretsAdmin):
     ) -> HttpResponse:
         extra_context = {
             **(extra_context or {}),
-            "can_import_config": config_views.can_import(request.user),
-            "can_export_config": config_views.can_export(request.user),
+            "can_import_config": configuration.can_import(request.user),
+            "can_export_config": configuration.can_export(request.user),
         }
         return super().changelist_view(request, extra_context)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
-        if not config_views.can_export(request.user):
+        if not configuration.can_export(request.user):
             actions.pop("export_selected", None)
-        if not config_views.can_export(request.user, include_secrets=True):
+        if not configuration.can_export(request.user, include_secrets=True):
             actions.pop("export_selected_with_secrets", None)
         return actions
 
     @admin.action(description="Export to configuration.xml")
     def export_selected(self, request: HttpRequest, queryset: QuerySet[Calendar]) -> HttpResponse:
-        return config_views.xml_download(
+        return configuration.xml_download(
             xmlconfig.export_configuration(calendars=queryset, include_secrets=False)
         )
 
@@ -344,7 +240,7 @@ class CalendarAdmin(SecretsAdmin):
     def export_selected_with_secrets(
         self, request: HttpRequest, queryset: QuerySet[Calendar]
     ) -> HttpResponse:
-        return config_views.xml_download(
+        return configuration.xml_download(
             xmlconfig.export_configuration(calendars=queryset, include_secrets=True)
         )
 

@@ -1,9 +1,15 @@
 """Admin pages: import configuration.xml (upload → preview → confirm) and export it.
 
+``calendars.CalendarAdmin`` routes them (its ``get_urls``) through the admin
+site's ``admin_view``, and offers the export of selected calendars as actions;
+who may import or export is decided here (``can_import``, ``can_export``).
+
 Between preview and confirm the uploaded file waits in DATA_DIR, encrypted with
 the field-encryption key (it may hold passwords), under a random name that only
 the uploader's session knows; confirm reads that copy, never a new upload, and
-deletes it.
+deletes it. Confirm imports through ``xmlconfig.import_configuration`` with the
+fingerprint of the plan previewed: when the database changed meanwhile, the new
+plan is previewed instead and nothing is written.
 """
 
 from __future__ import annotations
@@ -20,13 +26,13 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts import crypto
 from connector import xmlconfig
+from connector.models import Calendar
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +161,6 @@ def _preview(
 
 
 def _calendar_opts() -> Any:
-    from connector.models import Calendar
-
     return Calendar._meta
 
 
@@ -211,22 +215,17 @@ def import_confirm(request: HttpRequest) -> HttpResponse:
         return redirect("admin:connector_calendar_import")
     data, info = waiting
     try:
-        config = xmlconfig.read_configuration(data)
+        plan = xmlconfig.import_configuration(data, expected_fingerprint=info["fingerprint"])
     except xmlconfig.ConfigError as exc:
         _drop_upload(request)
         for problem in exc.problems:
             messages.error(request, str(problem))
         return redirect("admin:connector_calendar_import")
-    with transaction.atomic():
-        plan = xmlconfig.make_plan(config)
-        previewed = plan.fingerprint() == info["fingerprint"]
-        if previewed:
-            xmlconfig.apply_plan(plan)
-    if not previewed:
+    except xmlconfig.PlanChanged as exc:
         # The database changed since the preview: show what would happen now.
-        request.session[SESSION_KEY] = {**info, "fingerprint": plan.fingerprint()}
-        messages.warning(request, "The configuration changed since the preview; check it again.")
-        return _preview(request, plan, token=info["token"], filename=info["name"])
+        request.session[SESSION_KEY] = {**info, "fingerprint": exc.plan.fingerprint()}
+        messages.warning(request, str(exc))
+        return _preview(request, exc.plan, token=info["token"], filename=info["name"])
     _drop_upload(request)
     log.info("configuration.xml imported by %s: %s", request.user, plan.summary())
     if plan.is_empty:

@@ -1,0 +1,55 @@
+"""OAuth2 access tokens for Exchange Online (EWS and Graph), from msal.
+
+The sources call :func:`acquire_token` (and :func:`discard_token` for a token
+a resource refused); ``accounts.views`` calls :func:`start_sign_in` and
+:func:`finish_sign_in`. One token request per app registration and scope per
+token lifetime, whatever the number of refreshes and processes. The modules:
+
+- ``clients``: one msal application per app registration and process, its
+  token cache shared through the database, the counted token requests;
+- ``client_credentials``: the app-only flow (client secret);
+- ``delegated``: a service account signs in once (authorization code with
+  PKCE), then its refresh token; "re-authentication needed" when refused;
+- ``errors``: the identity platform's refusals (AADSTS codes) and network
+  failures as ``SourceError`` messages and hints.
+"""
+
+from __future__ import annotations
+
+from accounts.models import AppRegistration
+from accounts.tokens.client_credentials import acquire_client_credentials
+from accounts.tokens.clients import AccessToken, clear_clients, discard_token
+from accounts.tokens.delegated import (
+    acquire_delegated,
+    finish_sign_in,
+    sign_in_scope,
+    start_sign_in,
+)
+from connector.core.trace import NullTrace, Trace
+
+__all__ = [
+    "AccessToken",
+    "acquire_token",
+    "clear_clients",
+    "discard_token",
+    "finish_sign_in",
+    "sign_in_scope",
+    "start_sign_in",
+]
+
+
+def acquire_token(app: AppRegistration, scope: str, *, trace: Trace | None = None) -> AccessToken:
+    """An access token of ``app`` for ``scope`` (e.g. ``https://graph.microsoft.com/.default``)."""
+    trace = trace or NullTrace()
+    with trace.step("token", f"Token from {app.authority_url} for {scope}") as step:
+        if app.flow == AppRegistration.Flow.DELEGATED:
+            token = acquire_delegated(app, scope)
+        else:
+            token = acquire_client_credentials(app, scope)
+        step.note(
+            f"{'cached' if token.from_cache else 'new'} token, valid until "
+            f"{token.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        step.data["from_cache"] = token.from_cache
+        step.data["expires_at"] = token.expires_at.isoformat()
+        return token

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from connector import xmlconfig
 from connector.admin.configuration import SESSION_KEY
 from connector.models import Calendar, Server
 from tests.fixtures.users import TEST_PASSWORD
-from tests.xmlconfig_helpers import full_dump, read
+from tests.xmlconfig_helpers import configuration_dump, full_dump, read
 
 IMPORT_URL = "/admin/connector/calendar/import/"
 CONFIRM_URL = "/admin/connector/calendar/import/confirm/"
@@ -100,11 +101,64 @@ def test_confirm_with_an_unknown_token_imports_nothing(admin_client: Client, db:
 def test_an_upload_is_confirmed_once(admin_client: Client, db: None) -> None:
     upload(admin_client, "spec_example.xml")
     token = token_of(admin_client)
-    admin_client.post(CONFIRM_URL, {"token": token})
+
+    first = admin_client.post(CONFIRM_URL, {"token": token}, follow=True)
+
+    # The first confirm imported the file: its servers, credentials and calendar.
+    assert "Imported spec_example.xml: 5 to add" in first.content.decode()
+    imported = configuration_dump()
+    assert imported["servers"] == {
+        "serverId": {
+            "type": "ews",
+            "base_uri": "https://192.168.0.47",
+            "label": "Mon serveur Exchange 2007/2010",
+            "autodiscover": "",
+            "http_scheme": "basic",
+            "credential": {
+                "kind": "service account",
+                "name": "serverId",
+                "username": "delegate@exchange2007.innes.fr",
+                "password": "pwd",
+            },
+        },
+        "o365": {
+            "type": "ews",
+            "base_uri": "https://outlook.office365.com",
+            "label": "Exchange Online",
+            "autodiscover": "",
+            "http_scheme": "ntlm",
+            "credential": {
+                "kind": "app registration",
+                "name": "o365",
+                "flow": "client_credentials",
+                "tenant": "contoso.onmicrosoft.com",
+                "client_id": "00000000-0000-0000-0000-000000000000",
+                "client_secret": "secret-value",
+                "secret_expires": dt.date(2027, 5, 1),
+                "authority": "https://login.microsoftonline.com",
+                "account": "",
+            },
+        },
+    }
+    (room,) = imported["calendars"].items()
+    assert room[0] == "room"
+    assert (room[1]["server"], room[1]["request_window"], room[1]["resources"]) == (
+        "serverId",
+        7,
+        [("room@exchange2007.innes.fr", 0), ("demo@exchange2007.innes.fr", 1)],
+    )
+    # Without its calendar, a second import of the same file would have work to do.
     Calendar.objects.all().delete()
+    before = full_dump()
 
-    admin_client.post(CONFIRM_URL, {"token": token})
+    second = admin_client.post(CONFIRM_URL, {"token": token}, follow=True)
 
+    assert second.redirect_chain == [(IMPORT_URL, 302)]
+    assert (
+        "That upload is no longer waiting (expired or already imported); upload it again."
+        in second.content.decode()
+    )
+    assert full_dump() == before
     assert not Calendar.objects.exists()
 
 

@@ -128,6 +128,13 @@ def test_server_page_shows_no_secret(admin_client: Client, account: ServiceAccou
         server_id="onprem", base_uri="https://mail.example.com", service_account=account
     )
 
-    page = admin_client.get(f"/admin/connector/server/{server.pk}/change/").content
+    response = admin_client.get(f"/admin/connector/server/{server.pk}/change/")
+    page = response.content.decode()
 
-    assert b"fake-secret-delegate" not in page
+    # The change form itself, not a redirect (to the login page, say) with no secret in it.
+    assert response.status_code == 200
+    assert '<form method="post" id="server_form"' in page
+    assert 'name="server_id" value="onprem"' in page
+    assert 'name="base_uri" value="https://mail.example.com"' in page
+    assert f'<option value="{account.pk}" selected>delegate (delegate@example.com)' in page
+    assert "fake-secret-delegate" not in page

@@ -5,13 +5,17 @@ from __future__ import annotations
 import html as htmllib
 import re
 from collections.abc import Callable
+from operator import attrgetter
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from accounts.models import ServiceAccount
 from connector.models import Calendar, Resource, Server, Snapshot
+from tests.fakes import ews
+from tests.fakes.base import Faults
 from tests.fakes.ews import FakeExchange
 from tests.fakes.identity import FakeIdentityPlatform
 from tests.fixtures.exchange import EWS_DELEGATE
@@ -53,13 +57,41 @@ def busy(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
     return request.getfixturevalue("ews_server")
 
 
+def soap_fault(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    fake.inject_fault("ErrorInternalServerError", "An internal server error occurred.", count=20)
+    return request.getfixturevalue("ews_server")
+
+
+def ews_blocked(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    fake.ews_blocked = True
+    return request.getfixturevalue("ews_oauth_server")
+
+
+def endpoint_missing(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    fake.ews_missing = True
+    return request.getfixturevalue("ews_server")
+
+
+def http_error(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    fake.faults.fail_next(20, status=500)
+    return request.getfixturevalue("ews_server")
+
+
+def slow(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    settings: Settings = request.getfixturevalue("settings")
+    settings.EXCHANGE_REQUEST_TIMEOUT = 1
+    fake.faults.latency = 1.5
+    return request.getfixturevalue("ews_server")
+
+
 def down(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
     fake.faults.down = True
     return request.getfixturevalue("ews_server")
 
 
-FAULTS: list[tuple[str, Callable[[pytest.FixtureRequest, FakeExchange], Server], str, str, str]] = [
-    # name, set-up, failing step, error code, words of the hint
+CASES: list[tuple[str, Callable[[pytest.FixtureRequest, FakeExchange], Server], str, str, str]] = [
+    # name (a fault in ews.FAULTS, or of the identity platform), set-up, failing step,
+    # error code, words of the hint
     (
         "wrong password",
         wrong_password,
@@ -84,13 +116,24 @@ FAULTS: list[tuple[str, Callable[[pytest.FixtureRequest, FakeExchange], Server],
     ),
     ("expired secret", expired_secret, "token", "AADSTS7000222", "New client secret"),
     ("busy", busy, "connection", "ErrorServerBusy", "throttling"),
+    ("soap fault", soap_fault, "connection", "ErrorInternalServerError", "event log"),
+    ("ews blocked", ews_blocked, "connection", "ews-blocked", "EwsAllowedAppIDs"),
+    (
+        "endpoint missing",
+        endpoint_missing,
+        "connection",
+        "endpoint-not-found",
+        "/EWS/Exchange.asmx",
+    ),
+    ("http error", http_error, "connection", "http-500", "MSExchangeServicesAppPool"),
+    ("slow", slow, "connection", "timeout", "EXCHANGE_REQUEST_TIMEOUT"),
     ("down", down, "connection", "connection", "Exchange is down, or a firewall"),
 ]
 
 
 @pytest.mark.parametrize(
     ("setup", "step", "code", "hint"),
-    [pytest.param(setup, step, code, hint, id=name) for name, setup, step, code, hint in FAULTS],
+    [pytest.param(setup, step, code, hint, id=name) for name, setup, step, code, hint in CASES],
 )
 def test_console_shows_the_failing_step_and_hint(
     request: pytest.FixtureRequest,
@@ -120,13 +163,24 @@ def test_console_shows_the_failing_step_and_hint(
     assert not Snapshot.objects.exists()
 
 
-def test_every_fault_of_the_fake_is_covered() -> None:
-    assert {name for name, *_ in FAULTS} == {
-        "wrong password",
-        "access denied",
-        "unknown mailbox",
-        "impersonation denied",
-        "expired secret",
-        "busy",
-        "down",
+def test_every_fault_of_the_fake_is_covered(fake_ews: FakeExchange) -> None:
+    # The switches the fake has: its inject_* methods and the fields of its Faults
+    # (take_status and reset are how the server and the fixtures use them, not faults).
+    switches = {name for name in dir(FakeExchange) if name.startswith("inject_")} | {
+        f"faults.{name}"
+        for name in dir(Faults())
+        if not name.startswith("_") and name not in {"take_status", "reset"}
     }
+    registered = {fault.switch for fault in ews.FAULTS.values() if fault.switch}
+    assert switches - registered == set(), "switches of the fake missing from its FAULTS"
+    for switch in registered:
+        attrgetter(switch)(fake_ews)  # each registered switch is a member of the fake
+    # The cases the console test above really runs, from its own parametrize mark.
+    (parametrize,) = [
+        mark
+        for mark in getattr(test_console_shows_the_failing_step_and_hint, "pytestmark", [])
+        if mark.name == "parametrize"
+    ]
+    covered = {case.id for case in parametrize.args[1]}
+
+    assert set(ews.FAULTS) - covered == set(), "faults of the fake without a console case"

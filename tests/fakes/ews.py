@@ -19,6 +19,8 @@ a property the requested schema lacks an ``ErrorSchemaValidation`` fault.
 - Faults on demand: ``ErrorServerBusy`` with ``BackOffMilliseconds``
   (``inject_busy``), EWS blocked for apps as Exchange Online does it (403),
   the endpoint gone (404), plus the base faults (latency, HTTP errors, down).
+  ``FAULTS`` names every fault a test can bring about and its switch:
+  tests/test_console_faults.py requires a console case for each.
 - Autodiscover v2 JSON on the same host.
 - A log of SOAP operations: ``count_op("FindItem", mailbox=...)``.
 """
@@ -58,6 +60,35 @@ TEXT_EWS_BLOCKED = (
     "403 Forbidden: Exchange Web Services access is blocked for this application by the "
     "organization's EWS settings (EWSEnabled / EWSAllowedAppIDs)."
 )
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A way this fake fails its client, and the switch a test uses to bring it about."""
+
+    answer: str  # what the client gets
+    switch: str = ""  # the FakeExchange member set or called; "" when the request asks for it
+
+
+# Every fault of this fake, by name. tests/test_console_faults.py runs the test console
+# against each (its cases carry these names) and checks that every switch of the fake
+# (an inject_* method, a field of Faults) is named here: a fault added to the fake
+# without an entry, or an entry without a console case, fails there.
+FAULTS: dict[str, Fault] = {
+    "wrong password": Fault("HTTP 401: credentials of no user of the fake"),
+    "access denied": Fault("ErrorAccessDenied: a mailbox the user was not granted", "revoke"),
+    "unknown mailbox": Fault("ErrorNonExistentMailbox: a mailbox the fake does not hold"),
+    "impersonation denied": Fault(
+        "ErrorImpersonateUserDenied: full_access_as_app not consented", "app_impersonation"
+    ),
+    "busy": Fault("ErrorServerBusy with BackOffMilliseconds", "inject_busy"),
+    "soap fault": Fault("any SOAP fault, e.g. ErrorInternalServerError", "inject_fault"),
+    "ews blocked": Fault("HTTP 403 to bearer tokens, as Exchange Online", "ews_blocked"),
+    "endpoint missing": Fault("HTTP 404: no EWS virtual directory", "ews_missing"),
+    "http error": Fault("an HTTP error status instead of the answer", "faults.fail_next"),
+    "slow": Fault("answers later than the client waits", "faults.latency"),
+    "down": Fault("connections closed without an answer", "faults.down"),
+}
 
 
 @dataclass

@@ -11,10 +11,16 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from accounts.crypto import Sealed
+from accounts.fields import stored_value
 from accounts.forms import SecretInput
 from accounts.models import MICROSOFT_AUTHORITY, AppRegistration, ServiceAccount
 
 KEEP_HELP = "Stored encrypted and never shown. Leave empty to keep the stored value."
+UNREADABLE_HELP = (
+    "The stored value cannot be decrypted with FIELD_ENCRYPTION_KEY (the key changed without "
+    "keeping the old one). Enter it again, or put the old key back and run manage.py rotate_keys."
+)
 
 
 class KeepSecretsForm(forms.ModelForm):
@@ -30,8 +36,10 @@ class KeepSecretsForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # What is stored, unread when no key of FIELD_ENCRYPTION_KEY decrypts it: an empty
+        # box then keeps the ciphertext as it is, and the page says to enter it again.
         self._stored_secrets = {
-            name: getattr(self.instance, name, "") or "" for name in self.secret_fields
+            name: stored_value(self.instance, name) for name in self.secret_fields
         }
         for name in self.secret_fields:
             self.initial.pop(name, None)
@@ -41,7 +49,10 @@ class KeepSecretsForm(forms.ModelForm):
             field.required = False
             # The admin gives text fields a textarea, which would echo the value.
             field.widget = SecretInput()
-            if self._stored_secrets[name]:
+            if isinstance(self._stored_secrets[name], Sealed):
+                field.help_text = UNREADABLE_HELP
+                field.widget.attrs["placeholder"] = "(cannot be decrypted: enter it again)"
+            elif self._stored_secrets[name]:
                 field.help_text = KEEP_HELP
                 field.widget.attrs["placeholder"] = "(stored; leave empty to keep)"
 

@@ -9,7 +9,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
-from accounts.fields import EncryptedTextField
+from accounts.fields import EncryptedTextField, SecretsModel
 
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
 # Microsoft Graph in the global cloud: the resource of a graph server without a
@@ -22,7 +22,7 @@ name_validator = RegexValidator(
 )
 
 
-class ServiceAccount(models.Model):
+class ServiceAccount(SecretsModel):
     """A delegate (monitor) account for on-premises Exchange: username and password."""
 
     name = models.CharField(
@@ -49,7 +49,7 @@ class ServiceAccount(models.Model):
         return f"{self.name} ({self.username})"
 
 
-class AppRegistration(models.Model):
+class AppRegistration(SecretsModel):
     """An Entra ID (Azure AD) app registration used for OAuth2."""
 
     class Flow(models.TextChoices):
@@ -147,7 +147,7 @@ class AppRegistration(models.Model):
         return "ok"
 
 
-class TokenCache(models.Model):
+class TokenCache(SecretsModel):
     """msal's serialized token cache of one app registration, shared by all processes."""
 
     app_registration = models.OneToOneField(

@@ -2,6 +2,7 @@
 
 connector.W001: a client secret expires within SECRET_EXPIRY_WARNING_DAYS.
 connector.W002: a client secret has expired (or the identity platform refused it as expired).
+connector.W003: a stored secret cannot be decrypted with FIELD_ENCRYPTION_KEY.
 
 Both are warnings, not errors: an error would stop ``migrate`` and the server
 from starting, and the application must keep serving its last snapshots.
@@ -33,3 +34,28 @@ def check_secret_expiry(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         else:
             messages.append(Warning(item.message, hint=RENEW_HINT, id="connector.W001"))
     return messages
+
+
+UNDECRYPTABLE_HINT = (
+    "FIELD_ENCRYPTION_KEY is not the key these were stored with: put that key back (the new "
+    "key first, the old one after a comma) and run manage.py rotate_keys, or enter the "
+    "secrets again in the admin."
+)
+
+
+@register(CONNECTOR_TAG, Tags.security)
+def check_undecryptable_secrets(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from accounts.keys import undecryptable_secrets
+
+    try:
+        problems = undecryptable_secrets()
+    except DatabaseError:
+        return []
+    return [
+        Warning(
+            f"{problem.describe().capitalize()} cannot be decrypted.",
+            hint=UNDECRYPTABLE_HINT,
+            id="connector.W003",
+        )
+        for problem in problems
+    ]

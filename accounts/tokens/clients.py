@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import transaction
 from msal.exceptions import MsalServiceError
 
+from accounts.crypto import Sealed
 from accounts.models import AppRegistration, TokenCache
 from accounts.tokens.errors import authority_error, request_error
 from connector.core import metrics
@@ -162,6 +163,8 @@ def load_shared_cache(client: Client, app: AppRegistration) -> None:
     data = (
         TokenCache.objects.filter(app_registration_id=app.pk).values_list("data", flat=True).first()
     )
+    if isinstance(data, Sealed):
+        return  # stored under another key: only a cache, rewritten with the next token
     if data and data != client.shared_text:
         client.cache.deserialize(data)
         client.shared_text = data

@@ -12,7 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from accounts.fields import EncryptedTextField
+from accounts.fields import EncryptedTextField, SecretsModel
 from connector.core.records import Window
 from connector.models.servers import Server
 from connector.validators import CommaListOf, smtp_address, time_zone_name, url_safe_id
@@ -27,7 +27,7 @@ def new_feed_key() -> str:
     return secrets.token_urlsafe(24)
 
 
-class Calendar(models.Model):
+class Calendar(SecretsModel):
     calendar_id = models.CharField(
         "id",
         max_length=100,

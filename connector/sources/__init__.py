@@ -31,6 +31,7 @@ def open_source(
     from connector.core.errors import SourceError
 
     try:
+        _read_secrets(server, calendar)
         return _open_source(server, calendar=calendar, trace=trace)
     except UndecryptableSecret as exc:
         # Credentials load (and decrypt) here: a database restored without its key.
@@ -44,6 +45,22 @@ def open_source(
                 "password or client secret again in the admin."
             ),
         ) from exc
+
+
+def _read_secrets(server: Server, calendar: Calendar | None) -> None:
+    """Decrypt the secrets this source will use now, so a wrong key fails here, plainly.
+
+    Secrets decrypt when first read (accounts.fields); without this, one that no
+    key reads would surface later, deep in a token request or a connection.
+    """
+    if calendar is not None and calendar.username:
+        calendar.password  # noqa: B018
+        return
+    if server.service_account_id and server.service_account is not None:
+        server.service_account.password  # noqa: B018
+    if server.app_registration_id and server.app_registration is not None:
+        server.app_registration.client_secret  # noqa: B018
+        server.app_registration.refresh_token  # noqa: B018
 
 
 def _open_source(

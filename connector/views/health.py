@@ -2,9 +2,11 @@
 
 503 when this instance cannot do its job: the database is unreachable, or no
 background worker has written a heartbeat for HEARTBEAT_MAX_AGE (snapshots
-then go stale). Failing calendars and expiring secrets are reported but keep
-200: Exchange being down is not a reason to take the web server out of a
-load balancer, which would also stop serving the last good snapshots.
+then go stale), or a stored secret cannot be decrypted with FIELD_ENCRYPTION_KEY
+(refreshes that need it fail; the problem names it). Failing calendars and
+expiring secrets are reported but keep 200: Exchange being down is not a
+reason to take the web server out of a load balancer, which would also stop
+serving the last good snapshots.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from accounts.keys import undecryptable_secrets
 from connector.services.expiry import secret_warnings
 from connector.services.status import HEARTBEAT_MAX_AGE, calendar_rows, worker_state
 
@@ -44,6 +47,9 @@ def health() -> tuple[dict[str, Any], bool]:
     rows = calendar_rows(now)
     secrets = secret_warnings(timezone.localdate(now))
     problems = []
+    unreadable = undecryptable_secrets()
+    for problem in unreadable:
+        problems.append(f"{problem.describe()} cannot be decrypted (FIELD_ENCRYPTION_KEY)")
     if worker.status != "ok":
         problems.append(
             "no worker heartbeat"
@@ -67,6 +73,7 @@ def health() -> tuple[dict[str, Any], bool]:
         "stale_calendars": sum(1 for row in rows if row.status == "stale"),
         "expiring_secrets": sum(1 for item in secrets if item.status == "expiring"),
         "expired_secrets": sum(1 for item in secrets if item.status == "expired"),
+        "undecryptable_secrets": len(unreadable),
         "problems": problems,
     }
     return document, healthy

@@ -13,7 +13,7 @@ from connector.core.errors import SourceError
 from connector.core.records import Window
 from connector.models import Server
 from connector.sources import open_source
-from connector.sources.ews_errors import ErrorContext, EwsHttpError, source_error
+from connector.sources.ews.errors import ErrorContext, EwsHttpError, source_error
 from tests.fakes.ews import FakeExchange
 from tests.fixtures.exchange import EWS_DELEGATE, EWS_PASSWORD
 

@@ -8,10 +8,10 @@ here, so that an exchangelib upgrade is checked in one place:
 tests/test_ews_protocol_overrides.py fails, naming the override, when the
 installed exchangelib no longer has what one relies on, and pyproject.toml keeps
 exchangelib below the first version that test has not passed with. The rest of
-the package uses exchangelib's public API only (Account, Configuration,
-Credentials, OAuth2Credentials, Protocol.version, the exception classes).
+the package uses exchangelib's public API (Account, Configuration, Credentials,
+OAuth2Credentials, Protocol.version, the exception classes).
 
-What it relies on, as of exchangelib 5.4 to 5.6:
+What it relies on, as of exchangelib 5.5.1 to 5.6.0:
 
 - ``FaultTolerance``: ``back_off(seconds)``, ``raise_response_errors(response)``,
   ``DEFAULT_BACKOFF``, and ``__getstate__``/``__setstate__`` returning and taking
@@ -20,7 +20,7 @@ What it relies on, as of exchangelib 5.4 to 5.6:
   HTTP 500 (VERSION_REFUSALS).
 - ``EWSAccountService._timezone``, the property ``EWSService.wrap`` reads for the
   TimeZoneContext header (SchemaOfTheServer).
-- ``EWSService._elem_to_obj(elem)``, called for each element of an answer;
+- ``FindItem._elem_to_obj(elem)``, called by ``_elems_to_objs`` for each item;
   ``EWSService.WARNINGS_TO_IGNORE_IN_RESPONSE``, the warnings whose message still
   carries its items; ``EWSPagingService._get_paging_values(elem)``, called by
   ``_get_page`` for ``(item_count, next_offset)`` (CalendarViewItems).
@@ -39,6 +39,13 @@ What it relies on, as of exchangelib 5.4 to 5.6:
   ``ConvertId.supported_api_versions()[0]`` down and raises
   ``TransportError("No valid version headers ...")`` when no answer names a
   version (guess_older_version, no_version_told).
+
+Outside this module, and checked by the same tests: ``Account()`` asks nothing of
+the server, its ``version`` is resolved when first used (since 5.5.1: source.py makes
+the Account before version.learn_version probes), and is a copy of
+``Protocol.version`` sharing its Build (version.remember_version tells the assumed
+version by it); ``exchangelib.winzone.MS_TIMEZONE_TO_IANA_MAP`` maps Windows zone ids
+(mapping.zone_of).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 A server configured with a mailbox (or a URL) for autodiscover instead of a
 base URI has its EWS URL looked up with the Autodiscover v2 JSON endpoint, as
-Outlook does, and remembered on the Server row (``ews_endpoint``), so that the
-lookup costs one request per server, not one per refresh. The EWS source looks
-it up again when the remembered endpoint stops answering (source.py).
+Outlook does, and remembered on the Server row (``ews_endpoint``), so that it is
+looked up once per server, not on every refresh. The EWS source looks it up
+again when the remembered endpoint stops answering (source.py).
 """
 
 from __future__ import annotations

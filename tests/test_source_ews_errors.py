@@ -13,7 +13,7 @@ from connector.core.errors import SourceError
 from connector.core.records import Window
 from connector.models import Server
 from connector.sources import open_source
-from connector.sources.ews_errors import ErrorContext, EwsHttpError, source_error
+from connector.sources.ews.errors import ErrorContext, EwsHttpError, source_error
 from tests.fakes.ews import FakeExchange
 from tests.fixtures.exchange import EWS_DELEGATE, EWS_PASSWORD
 
@@ -284,3 +284,20 @@ def test_a_password_stored_under_another_encryption_key_says_so(ews_server: Serv
 
     assert error.code == "undecryptable-secret"
     assert "FIELD_ENCRYPTION_KEY" in error.hint
+
+
+def test_no_row_of_the_error_table_is_hidden_by_an_earlier_one() -> None:
+    # The table is read top down: a row below one for a base class of its exception (and
+    # for the same or a broader context) would never be reached.
+    from connector.sources.ews.errors import EWS_ERRORS, LAST_RESORT
+
+    for table in (EWS_ERRORS, LAST_RESORT):
+        for index, row in enumerate(table):
+            for earlier in table[:index]:
+                broader = earlier.when in ("", row.when)
+                for kind in row.kinds:
+                    caught_by = ", ".join(k.__name__ for k in earlier.kinds)
+                    assert not (broader and issubclass(kind, earlier.kinds)), (
+                        f"{kind.__name__} is caught first by the row for {caught_by}: "
+                        "move its row above that one"
+                    )

@@ -1,0 +1,398 @@
+"""Every place where the EWS source reaches inside exchangelib, in one module.
+
+exchangelib's public API cannot bound a request by the deadline of a refresh,
+read a room's calendar view in one request without looking folders up, keep the
+raw instants of all-day events, or take a token from msal; so the source
+subclasses a few of its classes and uses a few of its internals. They are all
+here, so that an exchangelib upgrade is checked in one place:
+tests/test_ews_protocol_overrides.py fails, naming the override, when the
+installed exchangelib no longer has what one relies on, and pyproject.toml keeps
+exchangelib below the first version that test has not passed with. The rest of
+the package uses exchangelib's public API (Account, Configuration, Credentials,
+OAuth2Credentials, Protocol.version, the exception classes).
+
+What it relies on, as of exchangelib 5.5.1 to 5.6.0:
+
+- ``FaultTolerance``: ``back_off(seconds)``, ``raise_response_errors(response)``,
+  ``DEFAULT_BACKOFF``, and ``__getstate__``/``__setstate__`` returning and taking
+  the instance's dict (RefreshRetryPolicy); the bytes by which
+  ``RetryPolicy.raise_response_errors`` recognises a version refused in a plain
+  HTTP 500 (VERSION_REFUSALS).
+- ``EWSAccountService._timezone``, the property ``EWSService.wrap`` reads for the
+  TimeZoneContext header (SchemaOfTheServer).
+- ``FindItem._elem_to_obj(elem)``, called by ``_elems_to_objs`` for each item;
+  ``EWSService.WARNINGS_TO_IGNORE_IN_RESPONSE``, the warnings whose message still
+  carries its items; ``EWSPagingService._get_paging_values(elem)``, called by
+  ``_get_page`` for ``(item_count, next_offset)`` (CalendarViewItems).
+- ``FindItem.call`` and ``GetItem.call`` and their parameter names
+  (find_item_arguments, get_item_arguments); the private CalendarItem fields
+  ``_start_timezone`` and ``_end_timezone``, asked for so that Exchange sends
+  StartTimeZone and EndTimeZone (find_fields).
+- ``DistinguishedFolderId.clean``, which refuses a distinguished folder without a
+  mailbox; OwnCalendarId calls the clean of its parent class instead.
+- ``Protocol``'s cache (the CachingProtocol metaclass), keyed by endpoint and
+  credentials only: ``del Protocol[config]`` drops an entry; ``TIMEOUT`` and
+  ``RETRY_WAIT``, read from the Protocol instance (open_protocol).
+- ``OAuth2Credentials.access_token`` (a dict as oauthlib's token) and ``.lock``:
+  a session compares the credentials' ``sig()`` to renew itself (set_access_token).
+- ``Version.guess(protocol, api_version_hint)``, which probes with a ConvertId from
+  ``ConvertId.supported_api_versions()[0]`` down and raises
+  ``TransportError("No valid version headers ...")`` when no answer names a
+  version (guess_older_version, no_version_told).
+
+Outside this module, and checked by the same tests: ``Account()`` asks nothing of
+the server, its ``version`` is resolved when first used (since 5.5.1: source.py makes
+the Account before version.learn_version probes), and is a copy of
+``Protocol.version`` sharing its Build (version.remember_version tells the assumed
+version by it); ``exchangelib.winzone.MS_TIMEZONE_TO_IANA_MAP`` maps Windows zone ids
+(mapping.zone_of).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+from django.conf import settings
+from exchangelib import Account, Configuration, EWSDateTime, OAuth2Credentials
+from exchangelib.errors import (
+    ErrorInvalidSchemaVersionForMailboxVersion,
+    ErrorInvalidServerVersion,
+    ErrorSchemaValidation,
+    RateLimitError,
+    ResponseMessageError,
+    TransportError,
+)
+from exchangelib.fields import FieldPath
+from exchangelib.items import ID_ONLY, SHALLOW, CalendarItem
+from exchangelib.properties import CalendarView, DistinguishedFolderId
+from exchangelib.protocol import FaultTolerance, Protocol
+from exchangelib.services import ConvertId, FindItem, GetItem
+from exchangelib.util import TNS, is_xml
+from exchangelib.version import EXCHANGE_2010, Version
+
+from connector.sources.ews.errors import EwsHttpError
+from connector.sources.ews.mapping import RawTimes, raw_instant, zone_of
+
+RETRY_WAIT = 1  # seconds before retrying a transient failure (doubles each time)
+GET_ITEM_CHUNK = 100  # items per GetItem when bodies are asked for
+
+# How Exchange refuses a version in a plain (not SOAP) HTTP 500, as exchangelib knows it.
+VERSION_REFUSALS = (
+    b"The specified server version is invalid",
+    b"ErrorInvalidSchemaVersionForMailboxVersion",
+)
+
+
+# -- the retry policy: bounded by the refresh's deadline --------------------------------
+
+
+class RefreshRetryPolicy(FaultTolerance):
+    """exchangelib's FaultTolerance, bounded by the deadline of the fetch in progress.
+
+    It honours ErrorServerBusy/BackOffMilliseconds (and retries transient failures)
+    only while the wait fits before the deadline; beyond, it gives up at once rather
+    than sleeping past the refresh's time bound. An HTTP error that is not SOAP
+    fails at once with its status: FaultTolerance would take a 401 for throttling and
+    retry a wrong password until max_wait.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_wait=settings.REFRESH_TIMEOUT)
+        self._local = threading.local()
+
+    @contextmanager
+    def deadline(self, at: float) -> Iterator[None]:
+        previous = getattr(self._local, "deadline", None)
+        self._local.deadline = at
+        try:
+            yield
+        finally:
+            self._local.deadline = previous
+
+    def back_off(self, seconds: float | None) -> None:
+        wait = self.DEFAULT_BACKOFF if seconds is None else seconds
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is not None and time.monotonic() + wait > deadline:
+            if getattr(self._local, "status", None) == 503:
+                # Not EWS throttling (that is a SOAP ErrorServerBusy): IIS or a load
+                # balancer saying the EWS application is unavailable.
+                raise EwsHttpError(503)
+            raise RateLimitError("Back-off beyond the refresh deadline", wait=wait)
+        super().back_off(wait)
+
+    def raise_response_errors(self, response: requests.Response) -> None:
+        status = response.status_code
+        self._local.status = status
+        soap_fault = status == 500 and bool(response.content) and is_xml(response.content)
+        if status == 500 and any(text in response.content for text in VERSION_REFUSALS):
+            # A version refusal that is not SOAP: exchangelib raises it so as to walk down
+            # the versions.
+            super().raise_response_errors(response)
+        if status == 500 and not soap_fault and _is_soap(response.content):
+            # A SOAP fault exchangelib's quick test misses (no XML declaration and another
+            # prefix than s:): parsed all the same, so its ResponseCode is reported.
+            return
+        if status >= 400 and status != 503 and not soap_fault:
+            raise EwsHttpError(
+                status,
+                authenticate=response.headers.get("WWW-Authenticate", ""),
+                diagnostics=response.headers.get("x-ms-diagnostics", ""),
+            )
+        super().raise_response_errors(response)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._local = threading.local()
+
+
+def _is_soap(content: bytes) -> bool:
+    head = content[:400].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"<") and b"http://schemas.xmlsoap.org/soap/envelope/" in head
+
+
+# -- the one request a room costs: FindItem with a CalendarView ---------------------------
+
+
+class OwnCalendarId(DistinguishedFolderId):
+    """``calendar`` without a mailbox: Exchange resolves the authenticated account's own."""
+
+    def clean(self, version: Version | None = None) -> None:
+        super(DistinguishedFolderId, self).clean(version=version)
+
+
+class SchemaOfTheServer:
+    """No TimeZoneContext header for Exchange 2007: the header came with Exchange 2010.
+
+    exchangelib sends the account's zone with every mailbox request, whatever the
+    version; a server validating the request against the 2007 schema refuses it. Every
+    instant is asked and read in UTC anyway, so leaving it out changes nothing else.
+    """
+
+    protocol: Protocol
+    account: Account
+
+    @property
+    def _timezone(self) -> Any:
+        version = self.protocol.config.version
+        if version is not None and version.build is not None and version.build < EXCHANGE_2010:
+            return None
+        return self.account.default_timezone
+
+
+class CalendarViewItems(SchemaOfTheServer, FindItem):
+    """FindItem with a CalendarView that keeps each item's raw Start and End.
+
+    exchangelib turns all-day events into dates by subtracting a day from the end
+    before converting it to the mailbox zone, which lands on the wrong day when the
+    clocks change on the last day of the event; the raw instants avoid that.
+    A CalendarView has no paging in EWS: one answer holds the whole window (up to the
+    server's EWSFindCountLimit), so every answer is the last page.
+    """
+
+    truncated = False
+    # A message of ResponseClass="Warning" did its work: keep the items it carries.
+    WARNINGS_TO_IGNORE_IN_RESPONSE = ResponseMessageError
+
+    def _elem_to_obj(self, elem: Any) -> Any:
+        zones = []
+        for name in ("StartTimeZone", "EndTimeZone"):
+            # Read here, not by exchangelib: it fails the whole answer on a zone id such
+            # as "tzone://Microsoft/Custom" (a mailbox in a customized time zone).
+            child = elem.find(f"{{{TNS}}}{name}")
+            zones.append(
+                zone_of(child.get("Id") or child.get("Name")) if child is not None else None
+            )
+            if child is not None:
+                elem.remove(child)
+        raw = (elem.findtext(f"{{{TNS}}}Start"), elem.findtext(f"{{{TNS}}}End"), *zones)
+        for name in ("Start", "End", "OriginalStart", "RecurrenceId", "LastModifiedTime"):
+            # exchangelib makes an instant with milliseconds None: each is rewritten as
+            # whole seconds in UTC (the raw text is kept above).
+            child = elem.find(f"{{{TNS}}}{name}")
+            if child is not None and child.text:
+                instant = raw_instant(child.text)
+                if instant is not None:
+                    child.text = instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return super()._elem_to_obj(elem), raw
+
+    def _get_paging_values(self, elem: Any) -> tuple[int, None]:  # type: ignore[override]
+        if (elem.get("IncludesLastItemInRange") or "true").lower() == "false":
+            self.truncated = True
+        return int(elem.get("TotalItemsInView") or 0), None
+
+
+class ItemsWithBodies(SchemaOfTheServer, GetItem):
+    """GetItem in the schema of the server (see SchemaOfTheServer)."""
+
+
+# What FindItem asks for: what mapping.record reads.
+FIND_FIELDS = (
+    "subject",
+    "sensitivity",
+    "categories",
+    "importance",
+    "is_draft",
+    "last_modified_time",
+    "uid",
+    "start",
+    "end",
+    "original_start",
+    "is_all_day",
+    "legacy_free_busy_status",
+    "location",
+    "is_meeting",
+    "is_cancelled",
+    "is_recurring",
+    "type",
+    "organizer",
+)
+# exchangelib's private fields whose elements CalendarViewItems reads itself.
+ZONE_FIELDS = ("_start_timezone", "_end_timezone")
+
+
+def field(name: str) -> FieldPath:
+    return FieldPath(field=CalendarItem.get_field_by_fieldname(name))
+
+
+def find_fields(version: Version) -> list[FieldPath]:
+    fields = [field(name) for name in FIND_FIELDS]
+    # All-day events come as UTC instants of the mailbox zone's midnights: its zone
+    # turns them back into dates.
+    if version.build is None or version.build >= EXCHANGE_2010:
+        fields += [field(name) for name in ZONE_FIELDS]
+    return fields
+
+
+def find_item_arguments(folder: Any, view: CalendarView, fields: list[FieldPath]) -> dict[str, Any]:
+    """FindItem.call's arguments for one calendar view, the item ids and ``fields`` only."""
+    return {
+        "folders": [folder],
+        "additional_fields": fields,
+        "restriction": None,
+        "order_fields": None,
+        "shape": ID_ONLY,
+        "query_string": None,
+        "depth": SHALLOW,
+        "calendar_view": view,
+        "max_items": None,
+        "offset": 0,
+    }
+
+
+def calendar_view(
+    account: Account, folder: Any, start: dt.datetime, end: dt.datetime
+) -> tuple[list[tuple[Any, RawTimes]], bool]:
+    """The items of one CalendarView with their raw times; and whether Exchange cut it short."""
+    service = CalendarViewItems(account=account, timeout=settings.EXCHANGE_REQUEST_TIMEOUT)
+    view = CalendarView(
+        start=EWSDateTime.from_datetime(start.astimezone(dt.UTC)),
+        end=EWSDateTime.from_datetime(end.astimezone(dt.UTC)),
+    )
+    results = list(service.call(**find_item_arguments(folder, view, find_fields(account.version))))
+    failure = next((r for r in results if isinstance(r, Exception)), None)
+    if failure is not None:
+        raise failure
+    return results, service.truncated
+
+
+def get_item_arguments(ids: list[tuple[str, str]], body_field: str) -> dict[str, Any]:
+    """GetItem.call's arguments for the body (in ``body_field``) and organizer of items."""
+    return {
+        "items": ids,
+        "additional_fields": {field(body_field), field("organizer")},
+        "shape": ID_ONLY,
+    }
+
+
+def items_with_bodies(
+    account: Account, ids: list[tuple[str, str]], body_field: str
+) -> Iterable[Any]:
+    """Each item (or the exception of an item gone since), in the order of ``ids``."""
+    service = ItemsWithBodies(
+        account=account, chunk_size=GET_ITEM_CHUNK, timeout=settings.EXCHANGE_REQUEST_TIMEOUT
+    )
+    return service.call(**get_item_arguments(ids, body_field))
+
+
+# -- connections and tokens --------------------------------------------------------------
+
+
+def open_protocol(config: Configuration) -> Protocol:
+    """A new Protocol (session pool) for exactly this configuration."""
+    # exchangelib caches Protocols by endpoint and credentials only: drop any it holds
+    # for an older configuration of this server (another scheme, version, timeout).
+    try:
+        del Protocol[config]
+    except KeyError:
+        pass
+    protocol = Protocol(config=config)
+    protocol.TIMEOUT = settings.EXCHANGE_REQUEST_TIMEOUT
+    protocol.RETRY_WAIT = RETRY_WAIT
+    return protocol
+
+
+def set_access_token(credentials: OAuth2Credentials, token: str, expires_at: float) -> None:
+    """Hand msal's token to exchangelib, which never asks the identity platform itself."""
+    with credentials.lock:
+        # Sessions made with the previous token renew themselves when it expires
+        # (exchangelib compares the credentials' signature).
+        credentials.access_token = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_at": expires_at,
+            "expires_in": max(0, int(expires_at - time.time())),
+        }
+
+
+# -- the version probe ---------------------------------------------------------------------
+
+
+def guess_older_version(protocol: Protocol) -> Version:
+    """The probe again, from each older RequestServerVersion down.
+
+    exchangelib walks down the versions when Exchange answers ErrorInvalidServerVersion;
+    a server that fails a version it does not know in schema validation instead (or in
+    a plain HTTP 500 page) would stop the walk at the first (newest) one.
+    """
+    for api_version in ConvertId.supported_api_versions()[1:]:
+        try:
+            return Version.guess(protocol, api_version_hint=api_version)
+        except TransportError as exc:
+            if not refused_for_its_version(exc):
+                raise
+    raise ErrorSchemaValidation("The server refused every RequestServerVersion in the probe")
+
+
+def no_version_told(exc: TransportError) -> bool:
+    """The probe's answers named no version, and refused nothing but the probe itself.
+
+    Any other refusal (impersonation denied, a bad account) is the news, not the version.
+    """
+    if not str(exc).startswith("No valid version headers"):
+        return False
+    cause = exc.__cause__ or exc.__context__
+    return cause is None or isinstance(cause, ErrorInvalidServerVersion)
+
+
+def refused_for_its_version(exc: BaseException) -> bool:
+    """A refusal exchangelib does not walk down on (schema validation, a plain HTTP 500).
+
+    Its probe wraps the server's refusal in a TransportError.
+    """
+    link: BaseException | None = exc
+    while link is not None:
+        if isinstance(link, ErrorSchemaValidation | ErrorInvalidSchemaVersionForMailboxVersion):
+            return True
+        link = link.__cause__ or link.__context__
+    return False

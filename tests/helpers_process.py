@@ -10,8 +10,13 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from tests.fixtures.exchange import EWS_DELEGATE, EWS_PASSWORD
 
@@ -78,3 +83,58 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextmanager
+def gunicorn(
+    env: dict[str, str], log_path: Path, *, workers: int, threads: int
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The production web server on a free loopback port; (base URL, master process).
+
+    Waits until it answers (a worker may take seconds to import Django on a loaded
+    machine) and stops it at the end.
+    """
+    port = free_port()
+    log = log_path.open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "connector.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                requests.get(f"{url}/ical/unknown.ics", timeout=5)
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                # Not listening yet, or a worker still importing Django.
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise AssertionError(
+                        "gunicorn did not start:\n" + log_path.read_text()
+                    ) from None
+                time.sleep(0.2)  # waiting for a real process to listen
+        yield url, server
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()

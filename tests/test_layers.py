@@ -147,6 +147,15 @@ def test_views_and_admin_call_services_never_sources_tokens_or_the_pipeline() ->
     assert not wrong, "\n".join(wrong)
 
 
+def test_services_reach_exchange_only_through_the_pipeline() -> None:
+    wrong = [
+        f"{module} imports {target}"
+        for module, target in all_imports()
+        if layer_of(module) == "services" and layer_of(target) in ("sources", "tokens")
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_views_share_helpers_through_one_module_only() -> None:
     wrong = [
         f"{module} imports {target}"

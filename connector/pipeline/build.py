@@ -18,10 +18,12 @@ from django.utils import timezone
 from connector.core.errors import SourceError
 from connector.core.records import EventRecord, Window
 from connector.core.trace import NullTrace, Trace
-from connector.models import Calendar
+from connector.models import Calendar, Server
 from connector.pipeline import alarms, filters
 from connector.pipeline.ics_writer import FeedEvent, FeedInfo, build_ics
 from connector.sources import Source, open_source
+
+__all__ = ["BuildResult", "Source", "build_calendar", "fetch_resource", "source_for"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,16 @@ def feed_info(calendar: Calendar) -> FeedInfo:
         label=calendar.label,
         include_body=calendar.include_body,
     )
+
+
+def source_for(
+    calendar: Calendar, *, server: Server | None = None, trace: Trace | None = None
+) -> Source:
+    """What reads the calendar's rooms: its server (or ``server``), with its own credentials.
+
+    The services reach Exchange only through here and ``fetch_resource``.
+    """
+    return open_source(server or calendar.server, calendar=calendar, trace=trace or NullTrace())
 
 
 def fetch_resource(
@@ -135,7 +147,7 @@ def build_calendar(
     missing = [resource for resource in wanted if resource not in given]
     fetched: dict[str, list[EventRecord]] = {}
     if missing:
-        source = open_source(calendar.server, calendar=calendar, trace=trace)
+        source = source_for(calendar, trace=trace)
         for resource in missing:
             fetched[resource] = fetch_resource(
                 source, resource, window, include_body=calendar.include_body, trace=trace

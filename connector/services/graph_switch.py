@@ -28,8 +28,8 @@ from connector.pipeline.build import (
     build_calendar,
     fetch_resource,
     resources_of,
+    source_for,
 )
-from connector.sources import open_source
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def _read(label: str, server: Server, calendar: Calendar, now: dt.datetime) -> S
     side = Side(label=label, trace=Trace())
     try:
         window = calendar.window(now)
-        source = open_source(server, calendar=calendar, trace=side.trace)
+        source = source_for(calendar, server=server, trace=side.trace)
         records = {
             resource: fetch_resource(
                 source, resource, window, include_body=calendar.include_body, trace=side.trace

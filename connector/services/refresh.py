@@ -32,10 +32,15 @@ from connector.core.errors import SourceError
 from connector.core.records import EventRecord, Window
 from connector.core.trace import NullTrace
 from connector.models import Calendar, RefreshStatus
-from connector.pipeline.build import build_calendar, fetch_resource, resources_of
+from connector.pipeline.build import (
+    Source,
+    build_calendar,
+    fetch_resource,
+    resources_of,
+    source_for,
+)
 from connector.pipeline.snapshots import save_snapshot
 from connector.services.claims import claim, kept, release, status_pk, wait_for_release
-from connector.sources import Source, open_source
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +163,7 @@ def _run_round(
                 continue
             claimed.append(calendar)
             try:
-                source = open_source(calendar.server, calendar=calendar, trace=NullTrace())
+                source = source_for(calendar)
             except SourceError as exc:
                 done[calendar.pk] = _failure(calendar, exc, started)
                 continue

@@ -3,6 +3,7 @@
 connector.W001: a client secret expires within SECRET_EXPIRY_WARNING_DAYS.
 connector.W002: a client secret has expired (or the identity platform refused it as expired).
 connector.W003: a stored secret cannot be decrypted with FIELD_ENCRYPTION_KEY.
+connector.W004: calendars follow UTC only because no time zone was named anywhere.
 
 Both are warnings, not errors: an error would stop ``migrate`` and the server
 from starting, and the application must keep serving its last snapshots.
@@ -58,4 +59,22 @@ def check_undecryptable_secrets(app_configs: Any = None, **kwargs: Any) -> list[
             id="connector.W003",
         )
         for problem in problems
+    ]
+
+
+@register(CONNECTOR_TAG)
+def check_time_zone(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from django.conf import settings
+
+    if not settings.TIME_ZONE_UTC_BY_DEFAULT:
+        return []
+    return [
+        Warning(
+            "Calendars without a timezone of their own use UTC: TIME_ZONE is not set and "
+            "this host's zone is UTC, so 'today' and day-start/day-end alarms are computed "
+            "in UTC.",
+            hint="Set TIME_ZONE (e.g. TIME_ZONE=Europe/Paris in .env) to the zone the screens "
+            "live in, as the PHP connector used its server's zone.",
+            id="connector.W004",
+        )
     ]

@@ -129,11 +129,58 @@ FIELD_ENCRYPTION_KEYS = parse_fernet_keys(
 _hosts = list(_read("ALLOWED_HOSTS", list, ["localhost", "127.0.0.1"]))  # type: ignore[call-overload]
 ALLOWED_HOSTS = [str(host).strip() for host in _hosts if str(host).strip()]
 
-TIME_ZONE = str(_read("TIME_ZONE", str, "UTC"))
+# Names that all mean UTC: a host in one of them gives no local time to follow.
+_UTC_NAMES = frozenset(
+    {
+        "UTC",
+        "Etc/UTC",
+        "Etc/Universal",
+        "Universal",
+        "Zulu",
+        "Etc/Zulu",
+        "GMT",
+        "Etc/GMT",
+        "Etc/GMT+0",
+        "Etc/GMT-0",
+        "Etc/GMT0",
+        "GMT0",
+        "UCT",
+    }
+)
+
+
+def host_time_zone() -> tuple[str, str]:
+    """The host's zone (the TZ variable, then the system's) and where it was found.
+
+    The PHP connector ran in its server's time zone: a site moving over expects
+    "today" and day-start alarms in the same local time, without a setting.
+    """
+    from tzlocal import get_localzone_name
+
+    try:
+        name = get_localzone_name()
+    except Exception:  # tzlocal raises its own errors on an odd system configuration
+        name = None
+    source = "TZ" if os.environ.get("TZ") else "the system's zone"
+    if not name:
+        return "UTC", "none found"
+    return ("UTC" if name in _UTC_NAMES else name), source
+
+
+_time_zone = str(_read("TIME_ZONE", str, "")).strip()
+if _time_zone:
+    TIME_ZONE, TIME_ZONE_SOURCE = _time_zone, "TIME_ZONE"
+else:
+    TIME_ZONE, TIME_ZONE_SOURCE = host_time_zone()
+# True when calendars follow UTC only because nothing named a local zone.
+TIME_ZONE_UTC_BY_DEFAULT = TIME_ZONE_SOURCE != "TIME_ZONE" and TIME_ZONE in _UTC_NAMES
 try:
     ZoneInfo(TIME_ZONE)
 except (ZoneInfoNotFoundError, ValueError) as exc:
-    raise ImproperlyConfigured(f"TIME_ZONE: unknown time zone {TIME_ZONE!r}") from exc
+    raise ImproperlyConfigured(
+        f"{'TIME_ZONE' if TIME_ZONE_SOURCE == 'TIME_ZONE' else 'TIME_ZONE (from the host)'}: "
+        f"unknown time zone {TIME_ZONE!r}"
+    ) from exc
 USE_TZ = True
 
 ICAL_ALLOWED_NETWORKS = parse_networks(

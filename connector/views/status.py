@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -40,6 +41,15 @@ def status_context() -> dict[str, Any]:
         "credentials": credential_rows(timezone.localdate(now)),
         "retiring_servers": retiring,
         "retirement_notice": retirement_notice(timezone.localdate(now)),
+        "time_zone": {
+            "name": settings.TIME_ZONE,
+            "source": {
+                "TIME_ZONE": "set by TIME_ZONE",
+                "TZ": "the host's, from the TZ variable",
+                "the system's zone": "the host's system zone",
+            }.get(settings.TIME_ZONE_SOURCE, "no zone found: UTC"),
+            "utc_by_default": settings.TIME_ZONE_UTC_BY_DEFAULT,
+        },
     }
 
 

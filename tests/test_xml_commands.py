@@ -126,6 +126,8 @@ def test_export_config_include_secrets_writes_a_private_file(db: None, tmp_path:
 def test_import_config_exits_non_zero_with_line_messages(tmp_path: Path) -> None:
     """The real command line: exit status and stderr, on a database of its own."""
     env = {**os.environ, "DATA_DIR": str(tmp_path), "ENV_FILE": str(tmp_path / "none.env")}
+    # A zone named on purpose: on a UTC host, system checks would add their W004 to stderr.
+    env["TIME_ZONE"] = "Europe/Paris"
     manage = [sys.executable, str(REPO / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, timeout=120)
 

@@ -59,6 +59,21 @@ def test_healthy_with_a_fresh_worker_heartbeat(client: Client, setup: Calendar) 
     assert body["expired_secrets"] == 0
 
 
+def test_only_clusters_with_a_recent_heartbeat_are_counted(client: Client, setup: Calendar) -> None:
+    # One cluster runs; three earlier starts of it left their heartbeats behind.
+    WorkerHeartbeat.objects.create(name="host:400", seen=NOW - dt.timedelta(seconds=40), pid=401)
+    for pid, minutes in ((100, 6), (200, 30), (300, 59)):
+        WorkerHeartbeat.objects.create(
+            name=f"host:{pid}", seen=NOW - dt.timedelta(minutes=minutes), pid=pid + 1
+        )
+
+    status, body = get(client)
+
+    assert status == 200
+    assert body["worker"]["workers"] == 1
+    assert body["worker"]["heartbeat_age_seconds"] == 40.0
+
+
 def test_no_worker_heartbeat_is_503(client: Client, setup: Calendar) -> None:
     status, body = get(client)
     assert status == 503

@@ -67,6 +67,17 @@ def _kept_in_data_dir(filename: str, make: Callable[[], str]) -> str:
     return value
 
 
+def _create_private_file(path: Path) -> None:
+    """An empty file, mode 0600, unless it exists: SQLite gives its WAL and shared-memory
+    files the mode of the database, and an empty file is an empty database."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        pass  # a missing directory: Django's own error at the first query says more
+
+
 def parse_fernet_keys(raw: str, name: str = "FIELD_ENCRYPTION_KEY") -> list[str]:
     keys = [key.strip() for key in raw.split(",") if key.strip()]
     if not keys:
@@ -107,7 +118,9 @@ def parse_admins(raw: list[str], name: str = "ADMINS") -> list[tuple[str, str]]:
 # An empty DATA_DIR (an unset shell variable) means the default, not the current directory.
 DATA_DIR = Path(str(_read("DATA_DIR", str, "") or BASE_DIR / "data")).resolve()
 try:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    # 0700: the database and the keys in it are the service user's alone. An existing
+    # directory keeps its mode (an administrator may have chosen a group for backups).
+    DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 except OSError as exc:
     raise ImproperlyConfigured(f"DATA_DIR: cannot create {DATA_DIR}: {exc}") from exc
 
@@ -174,6 +187,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    _database_file = str(DATABASES["default"]["NAME"])
+    if _database_file and _database_file != ":memory:" and not _database_file.startswith("file:"):
+        # Created here, before SQLite would create it with the process's umask (0644).
+        _create_private_file(Path(_database_file))
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
@@ -277,13 +294,16 @@ USE_I18N = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 # whitenoise serves collected files from here; it must exist even before collectstatic.
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT.mkdir(mode=0o700, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# Django chmods what its storages write to 0644 by default: keep DATA_DIR private.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 LOGIN_URL = "admin:login"
 DEFAULT_EXCEPTION_REPORTER = "connector.error_reports.SecretSafeExceptionReporter"

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Callable
 from email.utils import parseaddr
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
@@ -52,6 +54,14 @@ def _positive_int(name: str, default: int) -> int:
     assert isinstance(value, int)
     if value <= 0:
         raise ImproperlyConfigured(f"{name} must be a positive integer, not {value}")
+    return value
+
+
+def _non_negative_int(name: str, default: int) -> int:
+    value = _read(name, int, default)
+    assert isinstance(value, int)
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must be 0 or a positive integer, not {value}")
     return value
 
 
@@ -101,6 +111,37 @@ def parse_networks(raw: list[str], name: str = "ICAL_ALLOWED_NETWORKS") -> list[
         except ValueError as exc:
             raise ImproperlyConfigured(f"{name}: {item!r} is not a network ({exc})") from exc
     return networks
+
+
+def parse_proxy_ssl_header(
+    raw: str, name: str = "SECURE_PROXY_SSL_HEADER"
+) -> tuple[str, str] | None:
+    """``X-Forwarded-Proto: https`` (the header as the proxy sends it) → Django's META pair."""
+    if not raw.strip():
+        return None
+    header, separator, value = raw.partition(":")
+    header, value = header.strip(), value.strip()
+    if not separator or not value or not re.fullmatch(r"[A-Za-z0-9-]+", header):
+        raise ImproperlyConfigured(
+            f"{name}: expected the header and the value that means HTTPS, such as "
+            f"'X-Forwarded-Proto: https', not {raw!r}"
+        )
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
+def parse_origins(raw: list[str], name: str = "CSRF_TRUSTED_ORIGINS") -> list[str]:
+    """Origins as browsers send them: scheme and host (and port), nothing after."""
+    origins = []
+    for item in (str(item).strip() for item in raw):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or item.count("/") != 2:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an origin such as https://signage.example.com"
+            )
+        origins.append(item)
+    return origins
 
 
 def parse_admins(raw: list[str], name: str = "ADMINS") -> list[tuple[str, str]]:
@@ -161,6 +202,27 @@ ICAL_ALLOWED_NETWORKS = parse_networks(
 
 ADMINS = parse_admins(list(_read("ADMINS", list, [])))  # type: ignore[call-overload]
 MANAGERS = ADMINS
+
+# --- HTTPS behind a reverse proxy (README: "Production: HTTPS behind a reverse proxy") ---
+
+# One switch for a site served over HTTPS only: secure cookies, redirect to HTTPS, HSTS.
+HTTPS = _strict_bool("HTTPS", False)
+# Start small: a browser that saw HSTS refuses plain HTTP for this long, even if HTTPS breaks.
+HSTS_SECONDS = _non_negative_int("HSTS_SECONDS", 3600)
+# Host names under this site's own name (rarely any); not the rest of the domain.
+HSTS_INCLUDE_SUBDOMAINS = _strict_bool("HSTS_INCLUDE_SUBDOMAINS", True)
+HSTS_PRELOAD = _strict_bool("HSTS_PRELOAD", False)
+# The header and value by which the proxy says that the request came over HTTPS.
+SECURE_PROXY_SSL_HEADER = parse_proxy_ssl_header(str(_read("SECURE_PROXY_SSL_HEADER", str, "")))
+# Other origins of the admin's forms, when the proxy does not pass on the Host header.
+CSRF_TRUSTED_ORIGINS = parse_origins(
+    list(_read("CSRF_TRUSTED_ORIGINS", list, []))  # type: ignore[call-overload]
+)
+# Proxies whose X-Forwarded-For is believed for the feed's network check (connector/access.py).
+TRUSTED_PROXIES = parse_networks(
+    list(_read("TRUSTED_PROXIES", list, [])),  # type: ignore[call-overload]
+    name="TRUSTED_PROXIES",
+)
 
 # --- database and queue -------------------------------------------------------
 
@@ -311,6 +373,16 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "connector.error_reports.SecretSafeReporterF
 DATA_UPLOAD_MAX_MEMORY_SIZE = CONFIG_MAX_BYTES + 64 * 1024
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+# A load balancer checks the instance itself, over plain HTTP, and must not get a 301.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = HSTS_SECONDS if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HSTS_INCLUDE_SUBDOMAINS
+SECURE_HSTS_PRELOAD = HSTS_PRELOAD
+# Preloading is asked for the registered domain, on its own name, not by an application
+# on a host name under it: off is the usual choice here, and not worth a warning.
+SILENCED_SYSTEM_CHECKS = [] if HSTS_PRELOAD else ["security.W021"]
 
 
 def _not_bad_gateway(record: object) -> bool:

@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from django.db import OperationalError, connection
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from accounts.models import AppRegistration
 from connector.models import Calendar, RefreshStatus, Server, Snapshot, WorkerHeartbeat
@@ -125,3 +126,16 @@ def test_health_never_shows_secrets_and_needs_no_login(client: Client, setup: Ca
     assert response.status_code == 200
     assert "fake-secret" not in text and "contoso" not in text
     assert response["Cache-Control"].startswith("max-age=0")
+
+
+def test_health_answers_plain_http_when_https_redirects_the_rest(
+    client: Client, setup: Calendar, settings: Settings
+) -> None:
+    # HTTPS=true turns SECURE_SSL_REDIRECT on; a load balancer checks the instance over HTTP.
+    settings.SECURE_SSL_REDIRECT = True
+    WorkerHeartbeat.objects.create(name="worker-1", seen=NOW)
+
+    status, _body = get(client)
+
+    assert status == 200
+    assert client.get("/admin/login/").status_code == 301

@@ -7,6 +7,7 @@ naming the variable.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import re
@@ -273,6 +274,10 @@ GRAPH_MAX_CONCURRENCY = _positive_int("GRAPH_MAX_CONCURRENCY", 4)  # per app reg
 EWS_MAX_CONCURRENCY = _positive_int("EWS_MAX_CONCURRENCY", 8)  # per account
 Q_WORKERS = _positive_int("Q_WORKERS", 4)
 SECRET_EXPIRY_WARNING_DAYS = _positive_int("SECRET_EXPIRY_WARNING_DAYS", 30)
+# The admin's sign-in (django-axes): failures of one username from one address, then
+# that pair waits this long. Short, so that nobody locks an administrator out for long.
+LOGIN_FAILURE_LIMIT = _positive_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_MINUTES = _positive_int("LOGIN_LOCKOUT_MINUTES", 15)
 CONFIG_MAX_BYTES = _positive_int("CONFIG_MAX_BYTES", 1024 * 1024)
 
 Q_CLUSTER: dict[str, object] = {
@@ -313,6 +318,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_q",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -324,7 +330,29 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a refused sign-in into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "connector.login_lockout.LoginLockoutBackend",  # first: refuses a locked-out pair
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# --- the admin's sign-in lock-out (django-axes; connector/login_lockout.py) -----------
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = dt.timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+# The pair, never the username alone: failures from elsewhere cannot lock an
+# administrator out of the address they sign in from.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Failures while locked out do not restart the cool-off: a lock lasts at most its length.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The same address as the feed's network check: the client behind TRUSTED_PROXIES.
+AXES_CLIENT_IP_CALLABLE = "connector.access.client_address"
+AXES_LOCKOUT_TEMPLATE = "connector/login_locked.html"
+# No start-up line from axes in the output of every manage.py command.
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "connector.urls"
 WSGI_APPLICATION = "connector.wsgi.application"

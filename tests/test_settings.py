@@ -65,6 +65,8 @@ _OURS = (
     "CSRF_TRUSTED_ORIGINS",
     "TRUSTED_PROXIES",
     "EMAIL_URL",
+    "LOGIN_FAILURE_LIMIT",
+    "LOGIN_LOCKOUT_MINUTES",
 )
 
 
@@ -113,6 +115,8 @@ def settings_of(data_dir: Path, **variables: str) -> dict[str, object]:
         ("CSRF_TRUSTED_ORIGINS", "signage.example.com"),
         ("CSRF_TRUSTED_ORIGINS", "https://signage.example.com/admin/"),
         ("TRUSTED_PROXIES", "127.0.0.1,10.0.0.0/33"),
+        ("LOGIN_FAILURE_LIMIT", "0"),
+        ("LOGIN_LOCKOUT_MINUTES", "a while"),
     ],
 )
 def test_bad_value_stops_start_up_naming_the_variable(

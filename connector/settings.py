@@ -7,12 +7,15 @@ naming the variable.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Callable
 from email.utils import parseaddr
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
@@ -55,6 +58,14 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
+def _non_negative_int(name: str, default: int) -> int:
+    value = _read(name, int, default)
+    assert isinstance(value, int)
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must be 0 or a positive integer, not {value}")
+    return value
+
+
 def _kept_in_data_dir(filename: str, make: Callable[[], str]) -> str:
     """A value generated on first run and kept in DATA_DIR (mode 0600)."""
     path = DATA_DIR / filename
@@ -65,6 +76,17 @@ def _kept_in_data_dir(filename: str, make: Callable[[], str]) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
     return value
+
+
+def _create_private_file(path: Path) -> None:
+    """An empty file, mode 0600, unless it exists: SQLite gives its WAL and shared-memory
+    files the mode of the database, and an empty file is an empty database."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        pass  # a missing directory: Django's own error at the first query says more
 
 
 def parse_fernet_keys(raw: str, name: str = "FIELD_ENCRYPTION_KEY") -> list[str]:
@@ -92,6 +114,37 @@ def parse_networks(raw: list[str], name: str = "ICAL_ALLOWED_NETWORKS") -> list[
     return networks
 
 
+def parse_proxy_ssl_header(
+    raw: str, name: str = "SECURE_PROXY_SSL_HEADER"
+) -> tuple[str, str] | None:
+    """``X-Forwarded-Proto: https`` (the header as the proxy sends it) → Django's META pair."""
+    if not raw.strip():
+        return None
+    header, separator, value = raw.partition(":")
+    header, value = header.strip(), value.strip()
+    if not separator or not value or not re.fullmatch(r"[A-Za-z0-9-]+", header):
+        raise ImproperlyConfigured(
+            f"{name}: expected the header and the value that means HTTPS, such as "
+            f"'X-Forwarded-Proto: https', not {raw!r}"
+        )
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
+def parse_origins(raw: list[str], name: str = "CSRF_TRUSTED_ORIGINS") -> list[str]:
+    """Origins as browsers send them: scheme and host (and port), nothing after."""
+    origins = []
+    for item in (str(item).strip() for item in raw):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or item.count("/") != 2:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an origin such as https://signage.example.com"
+            )
+        origins.append(item)
+    return origins
+
+
 def parse_admins(raw: list[str], name: str = "ADMINS") -> list[tuple[str, str]]:
     admins = []
     for item in raw:
@@ -107,7 +160,9 @@ def parse_admins(raw: list[str], name: str = "ADMINS") -> list[tuple[str, str]]:
 # An empty DATA_DIR (an unset shell variable) means the default, not the current directory.
 DATA_DIR = Path(str(_read("DATA_DIR", str, "") or BASE_DIR / "data")).resolve()
 try:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    # 0700: the database and the keys in it are the service user's alone. An existing
+    # directory keeps its mode (an administrator may have chosen a group for backups).
+    DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 except OSError as exc:
     raise ImproperlyConfigured(f"DATA_DIR: cannot create {DATA_DIR}: {exc}") from exc
 
@@ -196,6 +251,27 @@ ICAL_ALLOWED_NETWORKS = parse_networks(
 ADMINS = parse_admins(list(_read("ADMINS", list, [])))  # type: ignore[call-overload]
 MANAGERS = ADMINS
 
+# --- HTTPS behind a reverse proxy (README: "Production: HTTPS behind a reverse proxy") ---
+
+# One switch for a site served over HTTPS only: secure cookies, redirect to HTTPS, HSTS.
+HTTPS = _strict_bool("HTTPS", False)
+# Start small: a browser that saw HSTS refuses plain HTTP for this long, even if HTTPS breaks.
+HSTS_SECONDS = _non_negative_int("HSTS_SECONDS", 3600)
+# Host names under this site's own name (rarely any); not the rest of the domain.
+HSTS_INCLUDE_SUBDOMAINS = _strict_bool("HSTS_INCLUDE_SUBDOMAINS", True)
+HSTS_PRELOAD = _strict_bool("HSTS_PRELOAD", False)
+# The header and value by which the proxy says that the request came over HTTPS.
+SECURE_PROXY_SSL_HEADER = parse_proxy_ssl_header(str(_read("SECURE_PROXY_SSL_HEADER", str, "")))
+# Other origins of the admin's forms, when the proxy does not pass on the Host header.
+CSRF_TRUSTED_ORIGINS = parse_origins(
+    list(_read("CSRF_TRUSTED_ORIGINS", list, []))  # type: ignore[call-overload]
+)
+# Proxies whose X-Forwarded-For is believed for the feed's network check (connector/access.py).
+TRUSTED_PROXIES = parse_networks(
+    list(_read("TRUSTED_PROXIES", list, [])),  # type: ignore[call-overload]
+    name="TRUSTED_PROXIES",
+)
+
 # --- database and queue -------------------------------------------------------
 
 _database_scheme, _separator, _ = str(_read("DATABASE_URL", str, "sqlite://")).partition("://")
@@ -221,6 +297,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    _database_file = str(DATABASES["default"]["NAME"])
+    if _database_file and _database_file != ":memory:" and not _database_file.startswith("file:"):
+        # Created here, before SQLite would create it with the process's umask (0644).
+        _create_private_file(Path(_database_file))
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
@@ -241,6 +321,10 @@ GRAPH_MAX_CONCURRENCY = _positive_int("GRAPH_MAX_CONCURRENCY", 4)  # per app reg
 EWS_MAX_CONCURRENCY = _positive_int("EWS_MAX_CONCURRENCY", 8)  # per account
 Q_WORKERS = _positive_int("Q_WORKERS", 4)
 SECRET_EXPIRY_WARNING_DAYS = _positive_int("SECRET_EXPIRY_WARNING_DAYS", 30)
+# The admin's sign-in (django-axes): failures of one username from one address, then
+# that pair waits this long. Short, so that nobody locks an administrator out for long.
+LOGIN_FAILURE_LIMIT = _positive_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_MINUTES = _positive_int("LOGIN_LOCKOUT_MINUTES", 15)
 CONFIG_MAX_BYTES = _positive_int("CONFIG_MAX_BYTES", 1024 * 1024)
 
 Q_CLUSTER: dict[str, object] = {
@@ -281,6 +365,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_q",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -292,7 +377,29 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a refused sign-in into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "connector.login_lockout.LoginLockoutBackend",  # first: refuses a locked-out pair
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# --- the admin's sign-in lock-out (django-axes; connector/login_lockout.py) -----------
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = dt.timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+# The pair, never the username alone: failures from elsewhere cannot lock an
+# administrator out of the address they sign in from.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Failures while locked out do not restart the cool-off: a lock lasts at most its length.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The same address as the feed's network check: the client behind TRUSTED_PROXIES.
+AXES_CLIENT_IP_CALLABLE = "connector.access.client_address"
+AXES_LOCKOUT_TEMPLATE = "connector/login_locked.html"
+# No start-up line from axes in the output of every manage.py command.
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "connector.urls"
 WSGI_APPLICATION = "connector.wsgi.application"
@@ -324,13 +431,16 @@ USE_I18N = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 # whitenoise serves collected files from here; it must exist even before collectstatic.
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT.mkdir(mode=0o700, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# Django chmods what its storages write to 0644 by default: keep DATA_DIR private.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 LOGIN_URL = "admin:login"
 DEFAULT_EXCEPTION_REPORTER = "connector.error_reports.SecretSafeExceptionReporter"
@@ -338,6 +448,16 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "connector.error_reports.SecretSafeReporterF
 DATA_UPLOAD_MAX_MEMORY_SIZE = CONFIG_MAX_BYTES + 64 * 1024
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+# A load balancer checks the instance itself, over plain HTTP, and must not get a 301.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = HSTS_SECONDS if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HSTS_INCLUDE_SUBDOMAINS
+SECURE_HSTS_PRELOAD = HSTS_PRELOAD
+# Preloading is asked for the registered domain, on its own name, not by an application
+# on a host name under it: off is the usual choice here, and not worth a warning.
+SILENCED_SYSTEM_CHECKS = [] if HSTS_PRELOAD else ["security.W021"]
 
 
 def _not_bad_gateway(record: object) -> bool:

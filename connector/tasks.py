@@ -19,6 +19,7 @@ from django_q.tasks import async_task
 from connector.models import Calendar, WorkerHeartbeat
 from connector.services import expiry
 from connector.services.refresh import claim_due, group_by_rooms, refresh_calendars
+from connector.services.status import HEARTBEAT_KEEP
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,17 @@ def worker_name() -> str:
 
 
 def heartbeat() -> None:
-    WorkerHeartbeat.objects.update_or_create(
-        name=worker_name(), defaults={"seen": timezone.now(), "pid": os.getpid()}
-    )
+    """This cluster is alive; the heartbeats of clusters gone for HEARTBEAT_KEEP are dropped.
+
+    Each start of a cluster beats under a new name (its pid), so without the
+    pruning every restart would leave a row behind for good. A live cluster
+    prunes only others' rows: the newest heartbeat always stays, and /healthz
+    can say how old it is when every worker has stopped.
+    """
+    now = timezone.now()
+    name = worker_name()
+    WorkerHeartbeat.objects.update_or_create(name=name, defaults={"seen": now, "pid": os.getpid()})
+    WorkerHeartbeat.objects.filter(seen__lt=now - HEARTBEAT_KEEP).exclude(name=name).delete()
 
 
 def dispatch_refreshes() -> str:

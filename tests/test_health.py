@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from django.db import OperationalError, connection
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from accounts.models import AppRegistration
 from connector.models import Calendar, RefreshStatus, Server, Snapshot, WorkerHeartbeat
@@ -57,6 +58,21 @@ def test_healthy_with_a_fresh_worker_heartbeat(client: Client, setup: Calendar) 
     assert body["failing_calendars"] == 0
     assert body["expiring_secrets"] == 1
     assert body["expired_secrets"] == 0
+
+
+def test_only_clusters_with_a_recent_heartbeat_are_counted(client: Client, setup: Calendar) -> None:
+    # One cluster runs; three earlier starts of it left their heartbeats behind.
+    WorkerHeartbeat.objects.create(name="host:400", seen=NOW - dt.timedelta(seconds=40), pid=401)
+    for pid, minutes in ((100, 6), (200, 30), (300, 59)):
+        WorkerHeartbeat.objects.create(
+            name=f"host:{pid}", seen=NOW - dt.timedelta(minutes=minutes), pid=pid + 1
+        )
+
+    status, body = get(client)
+
+    assert status == 200
+    assert body["worker"]["workers"] == 1
+    assert body["worker"]["heartbeat_age_seconds"] == 40.0
 
 
 def test_no_worker_heartbeat_is_503(client: Client, setup: Calendar) -> None:
@@ -110,3 +126,16 @@ def test_health_never_shows_secrets_and_needs_no_login(client: Client, setup: Ca
     assert response.status_code == 200
     assert "fake-secret" not in text and "contoso" not in text
     assert response["Cache-Control"].startswith("max-age=0")
+
+
+def test_health_answers_plain_http_when_https_redirects_the_rest(
+    client: Client, setup: Calendar, settings: Settings
+) -> None:
+    # HTTPS=true turns SECURE_SSL_REDIRECT on; a load balancer checks the instance over HTTP.
+    settings.SECURE_SSL_REDIRECT = True
+    WorkerHeartbeat.objects.create(name="worker-1", seen=NOW)
+
+    status, _body = get(client)
+
+    assert status == 200
+    assert client.get("/admin/login/").status_code == 301

@@ -12,7 +12,7 @@ from django_q.signals import post_spawn
 from connector.models import Alarm, Calendar, RefreshStatus, Resource, WorkerHeartbeat
 from connector.schedules import DISPATCH, ensure_schedules
 from connector.services.refresh import DUE_SLACK, claim_due, group_by_rooms, next_slot
-from connector.tasks import dispatch_refreshes, worker_name
+from connector.tasks import dispatch_refreshes, heartbeat, worker_name
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -161,6 +161,30 @@ def test_dispatch_queues_one_task_per_group_and_beats(make_calendar) -> None:  #
     assert dispatch_refreshes() == "0 calendars due, 0 refresh tasks queued"
     beat = WorkerHeartbeat.objects.get(name=worker_name())
     assert (timezone.now() - beat.seen).total_seconds() < 5
+
+
+def test_a_heartbeat_drops_the_rows_of_clusters_gone_for_an_hour(db: None) -> None:
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(name="host:100", seen=now - dt.timedelta(hours=3), pid=101)
+    WorkerHeartbeat.objects.create(name="host:200", seen=now - dt.timedelta(minutes=61), pid=201)
+    WorkerHeartbeat.objects.create(name="host:300", seen=now - dt.timedelta(minutes=20), pid=301)
+
+    heartbeat()
+
+    assert set(WorkerHeartbeat.objects.values_list("name", flat=True)) == {
+        "host:300",  # stopped recently: still shown on the status page, not counted
+        worker_name(),
+    }
+
+
+def test_the_newest_heartbeat_is_never_pruned_by_its_own_cluster(db: None) -> None:
+    long_ago = timezone.now() - dt.timedelta(days=2)
+    WorkerHeartbeat.objects.create(name=worker_name(), seen=long_ago, pid=1)
+
+    heartbeat()
+
+    (beat,) = WorkerHeartbeat.objects.all()
+    assert beat.name == worker_name() and beat.seen > long_ago
 
 
 def test_the_dispatcher_schedule_exists_once_and_is_repaired(db: None) -> None:

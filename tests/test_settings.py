@@ -32,6 +32,15 @@ print(json.dumps({
     "NAME": str(s.DATABASES["default"]["NAME"]),
     "ICAL_ALLOWED_NETWORKS": s.ICAL_ALLOWED_NETWORKS,
     "ADMINS": s.ADMINS,
+    "SESSION_COOKIE_SECURE": s.SESSION_COOKIE_SECURE,
+    "CSRF_COOKIE_SECURE": s.CSRF_COOKIE_SECURE,
+    "SECURE_SSL_REDIRECT": s.SECURE_SSL_REDIRECT,
+    "SECURE_HSTS_SECONDS": s.SECURE_HSTS_SECONDS,
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": s.SECURE_HSTS_INCLUDE_SUBDOMAINS,
+    "SECURE_HSTS_PRELOAD": s.SECURE_HSTS_PRELOAD,
+    "SECURE_PROXY_SSL_HEADER": s.SECURE_PROXY_SSL_HEADER,
+    "CSRF_TRUSTED_ORIGINS": s.CSRF_TRUSTED_ORIGINS,
+    "TRUSTED_PROXIES": s.TRUSTED_PROXIES,
 }))
 """
 
@@ -48,6 +57,16 @@ _OURS = (
     "ADMINS",
     "DEBUG",
     "ENV_FILE",
+    "HTTPS",
+    "HSTS_SECONDS",
+    "HSTS_INCLUDE_SUBDOMAINS",
+    "HSTS_PRELOAD",
+    "SECURE_PROXY_SSL_HEADER",
+    "CSRF_TRUSTED_ORIGINS",
+    "TRUSTED_PROXIES",
+    "EMAIL_URL",
+    "LOGIN_FAILURE_LIMIT",
+    "LOGIN_LOCKOUT_MINUTES",
 )
 
 
@@ -87,6 +106,17 @@ def settings_of(data_dir: Path, **variables: str) -> dict[str, object]:
         ("DEBUG", "maybe"),
         ("ADMINS", "not an address"),
         ("REDIS_URL", "localhost:6379"),
+        ("HTTPS", "sometimes"),
+        ("HSTS_SECONDS", "-1"),
+        ("HSTS_SECONDS", "a year"),
+        ("HSTS_PRELOAD", "please"),
+        ("SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto"),
+        ("SECURE_PROXY_SSL_HEADER", "X Forwarded Proto: https"),
+        ("CSRF_TRUSTED_ORIGINS", "signage.example.com"),
+        ("CSRF_TRUSTED_ORIGINS", "https://signage.example.com/admin/"),
+        ("TRUSTED_PROXIES", "127.0.0.1,10.0.0.0/33"),
+        ("LOGIN_FAILURE_LIMIT", "0"),
+        ("LOGIN_LOCKOUT_MINUTES", "a while"),
     ],
 )
 def test_bad_value_stops_start_up_naming_the_variable(
@@ -200,3 +230,67 @@ def test_empty_data_dir_means_the_default_not_the_current_directory(tmp_path: Pa
     )
 
     assert values["NAME"] == str(REPO / "data" / "db.sqlite3")
+
+
+def test_https_is_off_by_default_and_no_proxy_is_trusted(tmp_path: Path) -> None:
+    values = settings_of(tmp_path)
+
+    assert values["SESSION_COOKIE_SECURE"] is False
+    assert values["SECURE_SSL_REDIRECT"] is False
+    assert values["SECURE_HSTS_SECONDS"] == 0
+    assert values["SECURE_PROXY_SSL_HEADER"] is None
+    assert values["CSRF_TRUSTED_ORIGINS"] == []
+    assert values["TRUSTED_PROXIES"] == []
+
+
+def test_https_turns_on_secure_cookies_the_redirect_and_hsts(tmp_path: Path) -> None:
+    values = settings_of(
+        tmp_path,
+        HTTPS="true",
+        HSTS_SECONDS="31536000",
+        SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto: https",
+        CSRF_TRUSTED_ORIGINS="https://signage.example.com, https://signage.example.com:8443",
+        TRUSTED_PROXIES="127.0.0.1, 192.0.2.0/24,::1",
+    )
+
+    assert values["SESSION_COOKIE_SECURE"] is True
+    assert values["CSRF_COOKIE_SECURE"] is True
+    assert values["SECURE_SSL_REDIRECT"] is True
+    assert values["SECURE_HSTS_SECONDS"] == 31536000
+    assert values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
+    assert values["SECURE_HSTS_PRELOAD"] is False
+    assert values["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert values["CSRF_TRUSTED_ORIGINS"] == [
+        "https://signage.example.com",
+        "https://signage.example.com:8443",
+    ]
+    assert values["TRUSTED_PROXIES"] == ["127.0.0.1/32", "192.0.2.0/24", "::1/128"]
+
+
+def readme_production_env() -> str:
+    """The .env of the README's "Production: HTTPS behind a reverse proxy"."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("#### Production: HTTPS behind a reverse proxy", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert "HTTPS=true" in block
+    return block
+
+
+def test_the_readme_production_env_passes_the_deployment_check(tmp_path: Path) -> None:
+    env_file = tmp_path / "production.env"
+    env_file.write_text(readme_production_env())
+    env = {key: value for key, value in os.environ.items() if key not in _OURS}
+    # DATA_DIR from the environment wins over the file's /var/lib/ews-calendar.
+    env.update(DATA_DIR=str(tmp_path / "data"), ENV_FILE=str(env_file))
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout, result.stdout

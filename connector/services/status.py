@@ -31,8 +31,13 @@ _RANK = {name: rank for rank, name in enumerate(STATUSES)}
 STALE_GRACE = dt.timedelta(seconds=120)
 
 # The worker writes its heartbeat every minute or so; after this long without
-# one, no worker is alive (/healthz answers 503).
+# one, no worker is alive (/healthz answers 503), and a cluster whose own
+# heartbeat is older is no longer counted as running.
 HEARTBEAT_MAX_AGE = dt.timedelta(minutes=5)
+
+# How long the heartbeat of a cluster that stopped beating is kept, so that the
+# status page can still show which one went away (connector.tasks prunes it).
+HEARTBEAT_KEEP = dt.timedelta(hours=1)
 
 
 def duration_text(seconds: float | None) -> str:
@@ -171,6 +176,13 @@ class WorkerState:
     last_seen: dt.datetime | None
     age_seconds: float | None
     workers: list[tuple[str, dt.datetime, float, int | None]]  # name, seen, age, pid
+
+    @property
+    def running(self) -> int:
+        """Clusters whose own heartbeat is recent: a restarted cluster beats under a new
+        name, so the rows of those that went away must not count."""
+        limit = HEARTBEAT_MAX_AGE.total_seconds()
+        return sum(1 for _name, _seen, age, _pid in self.workers if age <= limit)
 
     @property
     def age_text(self) -> str:

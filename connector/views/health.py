@@ -66,7 +66,7 @@ def health() -> tuple[dict[str, Any], bool]:
                 round(worker.age_seconds, 1) if worker.age_seconds is not None else None
             ),
             "max_age_seconds": int(HEARTBEAT_MAX_AGE.total_seconds()),
-            "workers": len(worker.workers),
+            "workers": worker.running,
         },
         "calendars": len(rows),
         "failing_calendars": sum(1 for row in rows if row.status == "failing"),

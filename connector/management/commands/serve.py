@@ -4,7 +4,8 @@ Prepares the database, static files, the administrator account and the roles,
 then runs the web server (gunicorn) and the background worker (django-q2's
 qcluster) side by side. Ctrl-C or SIGTERM stops both; when one of them dies the
 other is stopped too and serve exits non-zero, so that a supervisor (systemd,
-a container runtime) restarts the whole.
+a container runtime) restarts the whole. It and its children run with umask
+077, so that what they write in DATA_DIR is readable by the service user only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from django.core.management.base import BaseCommand, OutputWrapper
 from connector.roles import ensure_signage_staff_group
 
 STOP_GRACE = 20  # seconds children get to finish before they are killed
+# What serve and its children create in DATA_DIR (the database, its WAL, the metrics
+# files, collected static files) is the service user's alone: 0600 files, 0700 folders.
+PRIVATE_UMASK = 0o077
 POLL = 0.2  # seconds between looks at the children
 
 
@@ -69,7 +73,7 @@ def ensure_superuser(out: OutputWrapper | TextIO, login_url: str = "") -> None:
 def prepare_metrics_dir(data_dir: Path) -> Path:
     """PROMETHEUS_MULTIPROC_DIR for the children: created, and emptied of a past run."""
     path = data_dir / "metrics"
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
         stale.unlink(missing_ok=True)
     return path
@@ -120,7 +124,11 @@ class Supervisor:
                 # A session of its own: a terminal's Ctrl-C reaches serve only,
                 # which stops each child and its own children in order.
                 self.processes[name] = subprocess.Popen(
-                    command, env=self.env, cwd=settings.BASE_DIR, start_new_session=True
+                    command,
+                    env=self.env,
+                    cwd=settings.BASE_DIR,
+                    start_new_session=True,
+                    umask=PRIVATE_UMASK,
                 )
                 self.out.write(f"Started the {name} (pid {self.processes[name].pid}).")
             while self.stop_signal is None and died is None:
@@ -188,6 +196,7 @@ class Command(BaseCommand):
         bind: str = options["bind"]
         url = open_url(bind)
         data_dir = Path(settings.DATA_DIR)
+        os.umask(PRIVATE_UMASK)  # for what migrate and collectstatic write, before the children
         self.stdout.write(f"Data in {data_dir}. Preparing the database and static files…")
         try:
             call_command("migrate", interactive=False, verbosity=0)

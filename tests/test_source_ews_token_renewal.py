@@ -7,9 +7,11 @@ login.microsoftonline.com with the client secret it was given. Here that host is
 never reached (and must never be asked): the app registration's authority is the
 fake identity platform, and tokens come from msal's cache (accounts.tokens).
 
-Each test refreshes a calendar once, brings about one blip, and checks that the
-next refresh in the same process reads the room, that every token request went to
-the fake identity platform (counted there) and that no other host was looked up.
+Each test refreshes a calendar once, brings about one blip (or the token's
+expiry), and checks that the next refresh in the same process reads the room,
+that every token request went to the fake identity platform (counted there) and
+that no other host was looked up. When msal cannot give a token, the failure is
+the token step's SourceError, with its hint.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import time_machine
 from django.utils import timezone
 
 from connector.core.errors import SourceError
+from connector.core.records import Window
 from connector.models import Calendar, Server
 from connector.services.refresh import refresh_calendar
+from connector.sources import open_source
 from connector.sources.ews.protocol import MsalCredentials
 from tests.fakes.ews import FakeExchange
 from tests.fakes.identity import FakeIdentityPlatform
@@ -65,6 +69,11 @@ BLIPS: dict[str, tuple[Blip, int]] = {
 def room(make_calendar: Any, ews_oauth_server: Server) -> Calendar:
     calendar: Calendar = make_calendar("room", server=ews_oauth_server, resources=(ROOM_A,))
     return calendar
+
+
+def week() -> Window:
+    start = dt.datetime.combine(dt.date.today(), dt.time(), tzinfo=dt.UTC)
+    return Window(start, start + dt.timedelta(days=7))
 
 
 def finds(fake_ews: FakeExchange) -> list[str]:
@@ -154,3 +163,22 @@ def test_while_msal_fails_a_replaced_session_keeps_the_last_token_still_valid() 
     with pytest.raises(SourceError) as raised:
         credentials.session_params()
     assert raised.value.step == "token"
+
+
+def test_a_token_msal_cannot_get_fails_the_token_step_with_its_hint(
+    ews_oauth_server: Server,
+    fake_ews: FakeExchange,
+    fake_identity: FakeIdentityPlatform,
+    host_lookups: list[str],
+) -> None:
+    open_source(ews_oauth_server).fetch(ROOM_A, week())
+    fake_identity.faults.down = True
+    finds_before = fake_ews.count_op("FindItem")
+    expired = timezone.now() + dt.timedelta(seconds=fake_identity.expires_in + 60)
+    with time_machine.travel(expired, tick=True), pytest.raises(SourceError) as raised:
+        open_source(ews_oauth_server).fetch(ROOM_A, week())
+
+    assert raised.value.step == "token"
+    assert raised.value.hint
+    assert fake_ews.count_op("FindItem") == finds_before  # Exchange is not asked
+    assert set(host_lookups) <= LOCAL_HOSTS, f"looked up: {sorted(set(host_lookups))}"

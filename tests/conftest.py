@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.exchange",
     "tests.fixtures.identity",
     "tests.fixtures.feed",
+    "tests.fixtures.network",
     "tests.fixtures.browser",
 ]
 

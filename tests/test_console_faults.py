@@ -89,6 +89,11 @@ def down(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
     return request.getfixturevalue("ews_server")
 
 
+def untrusted_certificate(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
+    fake.faults.untrusted_certificate = True
+    return request.getfixturevalue("ews_server")
+
+
 CASES: list[tuple[str, Callable[[pytest.FixtureRequest, FakeExchange], Server], str, str, str]] = [
     # name (a fault in ews.FAULTS, or of the identity platform), set-up, failing step,
     # error code, words of the hint
@@ -128,6 +133,7 @@ CASES: list[tuple[str, Callable[[pytest.FixtureRequest, FakeExchange], Server], 
     ("http error", http_error, "connection", "http-500", "MSExchangeServicesAppPool"),
     ("slow", slow, "connection", "timeout", "EXCHANGE_REQUEST_TIMEOUT"),
     ("down", down, "connection", "connection", "Exchange is down, or a firewall"),
+    ("untrusted certificate", untrusted_certificate, "connection", "tls", "REQUESTS_CA_BUNDLE"),
 ]
 
 

@@ -23,15 +23,16 @@ from zoneinfo import ZoneInfo
 
 import exchangelib
 import pytest
+import requests
 from django.conf import settings
 from exchangelib import (
     BASIC,
     DELEGATE,
     NTLM,
+    OAUTH2,
     Account,
     Configuration,
     Credentials,
-    OAuth2Credentials,
 )
 from exchangelib import util as exchangelib_util
 from exchangelib.credentials import BaseOAuth2Credentials
@@ -64,7 +65,7 @@ def broke(override: str, why: str) -> str:
 # -- every member an override class defines overrides one of exchangelib ---------------
 
 # Names protocol.py adds to its subclasses: exchangelib must not define them.
-ADDED = {"deadline", "truncated"}
+ADDED = {"deadline", "truncated", "hold", "_from_msal"}
 PICKLING = {"__getstate__", "__setstate__"}
 
 
@@ -137,6 +138,8 @@ def test_the_overrides_are_all_found() -> None:
         ("CalendarViewItems", "_elem_to_obj"),
         ("CalendarViewItems", "_get_paging_values"),
         ("CalendarViewItems", "WARNINGS_TO_IGNORE_IN_RESPONSE"),
+        ("MsalCredentials", "access_token"),
+        ("MsalCredentials", "refresh"),
     } <= names
 
 
@@ -201,6 +204,41 @@ CALLERS = [
         "CalendarViewItems.WARNINGS_TO_IGNORE_IN_RESPONSE",
         EWSService._get_element_container,
         "except self.WARNINGS_TO_IGNORE_IN_RESPONSE",
+    ),
+    (
+        "MsalCredentials.access_token (dropped on closing a session)",
+        Protocol.close_session,
+        "self.credentials.access_token = None",
+    ),
+    (
+        "MsalCredentials.access_token (read for each new session)",
+        BaseOAuth2Credentials.session_params,
+        '{"token": self.access_token}',
+    ),
+    (
+        "MsalCredentials (no client secret: no renewal by the session itself)",
+        BaseOAuth2Credentials.session_params,
+        "if self.client_id and self.client_secret:",
+    ),
+    (
+        "MsalCredentials (a token at hand: none fetched)",
+        Protocol.create_oauth2_session,
+        "if not session.token:",
+    ),
+    (
+        "MsalCredentials.access_token (the shared oauthlib client)",
+        Protocol.create_oauth2_session,
+        "oauth2_client=self.credentials.client,",
+    ),
+    (
+        "MsalCredentials.access_token (the shared oauthlib client)",
+        Protocol.create_oauth2_session,
+        "get_auth_instance(auth_type=OAUTH2, client=self.credentials.client)",
+    ),
+    (
+        "MsalCredentials.refresh",
+        Protocol.refresh_credentials,
+        "self.credentials.refresh(session=session)",
     ),
     ("open_protocol (Protocol.TIMEOUT)", EWSService._get_response, "self.protocol.TIMEOUT"),
     ("open_protocol (Protocol.RETRY_WAIT)", EWSService._get_elements, "self.protocol.RETRY_WAIT"),
@@ -433,25 +471,83 @@ def test_open_protocol_replaces_exchangelib_s_cached_protocol() -> None:
             pass
 
 
+def _msal(asked: list[str]) -> protocol.TokenProvider:
+    """A provider as pool.AppTokens, without msal: a new token on each call."""
+
+    def provider(refused: str) -> tuple[str, float]:
+        asked.append(refused)
+        return f"fake-msal-token-{len(asked)}", time.time() + 3600
+
+    return provider
+
+
+def _sent(session: Any) -> str:
+    """The Authorization header the session adds to a request (nothing is sent)."""
+    request = requests.Request("POST", ENDPOINT, data=b"<soap/>").prepare()
+    session.auth(request)
+    return str(request.headers.get("Authorization", ""))
+
+
 def test_a_token_handed_over_is_the_one_exchangelib_sends() -> None:
     member = inspect.getattr_static(BaseOAuth2Credentials, "access_token")
     assert isinstance(member, property) and member.fset is not None, broke(
-        "set_access_token", "OAuth2Credentials.access_token can no longer be set"
+        "MsalCredentials.hold", "OAuth2Credentials.access_token can no longer be set"
     )
-    credentials = OAuth2Credentials(client_id="app", client_secret="", tenant_id="tenant")
+    credentials = protocol.MsalCredentials(client_id="app", tenant_id="tenant", provider=_msal([]))
     signature = credentials.sig()
     try:
-        protocol.set_access_token(credentials, "fake-access-token", time.time() + 3600)
+        credentials.hold("fake-access-token", time.time() + 3600)
     except Exception as exc:
-        pytest.fail(broke("set_access_token", repr(exc)))
+        pytest.fail(broke("MsalCredentials.hold", repr(exc)))
     assert credentials.session_params()["token"]["access_token"] == "fake-access-token", broke(
-        "set_access_token", "sessions no longer take OAuth2Credentials.access_token"
+        "MsalCredentials.hold", "sessions no longer take OAuth2Credentials.access_token"
     )
     assert credentials.sig() != signature, broke(
-        "set_access_token",
+        "MsalCredentials.hold",
         "a new token no longer changes the credentials' signature, so "
         "sessions made with the old one are not renewed",
     )
+    assert "auto_refresh_url" not in credentials.session_params(), broke(
+        "MsalCredentials", "sessions renew tokens themselves without a client secret"
+    )
+
+
+def test_exchangelib_s_sessions_send_msal_s_token_and_never_fetch_one() -> None:
+    asked: list[str] = []
+    credentials = protocol.MsalCredentials(
+        client_id="app", tenant_id="tenant", provider=_msal(asked)
+    )
+    config = Configuration(service_endpoint=ENDPOINT, credentials=credentials, auth_type=OAUTH2)
+    ews = protocol.open_protocol(config)
+    why = "exchangelib fetches a token itself (login.microsoftonline.com) or sends another"
+    try:
+        credentials.hold("fake-held-token", time.time() + 3600)
+        first = ews.create_session()
+        assert _sent(first) == "Bearer fake-held-token", broke("MsalCredentials.hold", why)
+        assert asked == []
+        # What exchangelib does after any failed request: close the session (dropping the
+        # credentials' token) and make another, which must take msal's.
+        ews.retire_session(first)
+        second = ews.get_session()
+        assert asked == [""], broke("MsalCredentials.access_token", why)
+        assert _sent(second) == "Bearer fake-msal-token-1", broke(
+            "MsalCredentials.access_token", why
+        )
+        # A token handed over later is sent by the sessions made before it.
+        credentials.hold("fake-next-token", time.time() + 3600)
+        assert _sent(second) == "Bearer fake-next-token", broke(
+            "MsalCredentials.access_token (the shared oauthlib client)", why
+        )
+        # A session whose token expired asks the credentials to refresh: msal discards it.
+        renewed = ews.refresh_credentials(ews.create_session())
+        assert asked[1:] == ["fake-next-token", ""], broke("MsalCredentials.refresh", why)
+        assert _sent(renewed) == "Bearer fake-msal-token-3", broke("MsalCredentials.refresh", why)
+    finally:
+        ews.close()
+        try:
+            del Protocol[config]
+        except KeyError:
+            pass
 
 
 # -- the version probe ---------------------------------------------------------------------

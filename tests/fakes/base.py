@@ -2,7 +2,12 @@
 
 NTLM authenticates a connection, not a request, so the server keeps
 connections open (HTTP/1.1, Content-Length on every response) and gives each
-request the id of the connection it came on.
+request the id of the connection it came on. A stopped server resets the
+connections still open, as a real one going down does, and can start again on
+the same port (nothing listens in between: connections are refused).
+``attempts()`` counts every request that reached the server, also those a
+fault left unanswered (``faults.down``) or refused in the TLS handshake
+(``faults.untrusted_certificate``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class FakeCA:
         self.dir = tempfile.mkdtemp(prefix="fake-ca-")
         self.bundle = os.path.join(self.dir, "ca.pem")
         self.ca.cert_pem.write_to_path(self.bundle)
+        # Same names, another CA, never in the bundle: Faults.untrusted_certificate.
+        self.untrusted_cert = trustme.CA().issue_cert("127.0.0.1", "localhost", "::1")
 
     @classmethod
     def get(cls) -> FakeCA:
@@ -45,6 +52,12 @@ class FakeCA:
     def server_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.cert.configure_cert(context)
+        return context
+
+    def untrusted_context(self) -> ssl.SSLContext:
+        """A certificate for the same names from another CA, which nobody trusts."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.untrusted_cert.configure_cert(context)
         return context
 
     def trust(self) -> None:
@@ -91,6 +104,9 @@ class Faults:
     def __init__(self) -> None:
         self.latency = 0.0  # seconds added before every answer
         self.down = False  # close connections without an answer
+        # TLS with a certificate of a CA the client does not trust: new connections fail
+        # the handshake, the open ones are closed without an answer (the server changed).
+        self.untrusted_certificate = False
         self._status_queue: list[int] = []
         self._lock = threading.Lock()
 
@@ -105,6 +121,7 @@ class Faults:
     def reset(self) -> None:
         self.latency = 0.0
         self.down = False
+        self.untrusted_certificate = False
         with self._lock:
             self._status_queue.clear()
 
@@ -117,6 +134,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection_id = next(self.server.connection_ids)
+        with self.server.open_lock:
+            self.server.open_connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.open_lock:
+            self.server.open_connections.discard(self.connection)
+        super().finish()
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass  # quiet: tests read the request log instead
@@ -134,7 +158,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body=body,
             connection_id=self.connection_id,
         )
-        if fake.faults.down:
+        if fake.faults.down or fake.faults.untrusted_certificate:
+            fake.record_dropped()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
@@ -167,6 +192,8 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     fake: FakeHTTPServer
     connection_ids: itertools.count
+    open_connections: set[socket.socket]
+    open_lock: threading.Lock
 
 
 class FakeHTTPServer:
@@ -176,19 +203,26 @@ class FakeHTTPServer:
         self.tls = tls
         self.faults = Faults()
         self.requests: list[Request] = []
+        self.dropped = 0  # requests read and left unanswered (faults.down, a certificate change)
+        self.refused_handshakes = 0  # TLS handshakes with the untrusted certificate
         self._log_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------
-    def start(self) -> FakeHTTPServer:
-        server = _Server(("127.0.0.1", 0), _RequestHandler)
+    def start(self, port: int = 0) -> FakeHTTPServer:
+        """Listen on ``port`` (any free one by default; the same again after stop())."""
+        server = _Server(("127.0.0.1", port), _RequestHandler)
         server.fake = self
         server.connection_ids = itertools.count(1)
+        server.open_connections = set()
+        server.open_lock = threading.Lock()
         if self.tls:
             ca = FakeCA.get()
             ca.trust()
-            server.socket = ca.server_context().wrap_socket(server.socket, server_side=True)
+            context = ca.server_context()
+            context.sni_callback = self._certificate
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         # A short poll interval: stop() waits for the loop, 0.5 s by default per fake.
         self._thread = threading.Thread(
@@ -198,10 +232,25 @@ class FakeHTTPServer:
         return self
 
     def stop(self) -> None:
+        """Stop listening and reset the connections still open."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            with self._server.open_lock:
+                still_open = list(self._server.open_connections)
+            for connection in still_open:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # closed by its client meanwhile
             self._server = None
+
+    def _certificate(self, connection: ssl.SSLObject, name: str | None, _: object) -> None:
+        """Called in each TLS handshake (with or without SNI): the certificate to show."""
+        if self.faults.untrusted_certificate:
+            with self._log_lock:
+                self.refused_handshakes += 1
+            connection.context = FakeCA.get().untrusted_context()
 
     def __enter__(self) -> FakeHTTPServer:
         return self.start()
@@ -223,6 +272,15 @@ class FakeHTTPServer:
         with self._log_lock:
             self.requests.append(request)
 
+    def record_dropped(self) -> None:
+        with self._log_lock:
+            self.dropped += 1
+
+    def attempts(self) -> int:
+        """Every request that reached the server: answered, dropped, or refused in TLS."""
+        with self._log_lock:
+            return len(self.requests) + self.dropped + self.refused_handshakes
+
     def count(self, predicate: Callable[[Request], bool] | None = None) -> int:
         with self._log_lock:
             return sum(1 for request in self.requests if predicate is None or predicate(request))
@@ -230,6 +288,8 @@ class FakeHTTPServer:
     def clear_log(self) -> None:
         with self._log_lock:
             self.requests.clear()
+            self.dropped = 0
+            self.refused_handshakes = 0
 
     def handle(self, request: Request) -> Response:
         raise NotImplementedError

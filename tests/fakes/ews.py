@@ -18,7 +18,8 @@ a property the requested schema lacks an ``ErrorSchemaValidation`` fault.
   ``ErrorImpersonateUserDenied``.
 - Faults on demand: ``ErrorServerBusy`` with ``BackOffMilliseconds``
   (``inject_busy``), EWS blocked for apps as Exchange Online does it (403),
-  the endpoint gone (404), plus the base faults (latency, HTTP errors, down).
+  the endpoint gone (404), plus the base faults (latency, HTTP errors, down, an
+  untrusted certificate).
   ``FAULTS`` names every fault a test can bring about and its switch:
   tests/test_console_faults.py requires a console case for each.
 - Autodiscover v2 JSON on the same host.
@@ -88,6 +89,10 @@ FAULTS: dict[str, Fault] = {
     "http error": Fault("an HTTP error status instead of the answer", "faults.fail_next"),
     "slow": Fault("answers later than the client waits", "faults.latency"),
     "down": Fault("connections closed without an answer", "faults.down"),
+    "untrusted certificate": Fault(
+        "TLS with a certificate of a CA the client does not trust",
+        "faults.untrusted_certificate",
+    ),
 }
 
 
@@ -229,6 +234,12 @@ class FakeExchange(FakeHTTPServer):
         """The next ``count`` SOAP requests fail with this SOAP fault (HTTP 500)."""
         with self._lock:
             self._faults.extend([(code, text)] * count)
+
+    def clear_injected(self) -> None:
+        """Forget the ErrorServerBusy answers and SOAP faults still waiting to be sent."""
+        with self._lock:
+            self._busy.clear()
+            self._faults.clear()
 
     def invalidate_folder_ids(self) -> None:
         """Folder ids handed out so far stop working (a mailbox moved or was restored)."""

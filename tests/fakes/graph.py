@@ -105,6 +105,11 @@ class FakeGraph(FakeHTTPServer):
         with self._throttle_lock:
             self._throttle.extend([(status, retry_after)] * count)
 
+    def stop_throttling(self) -> None:
+        """Forget the throttled answers still waiting to be sent."""
+        with self._throttle_lock:
+            self._throttle.clear()
+
     def calendar_view_requests(self, room: str | None = None) -> list[Request]:
         with self._log_lock:
             found = [r for r in self.requests if _PATH.match(r.path)]

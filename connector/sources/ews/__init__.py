@@ -16,7 +16,8 @@ One job per module:
 
 - ``source.py``: EwsSource, the steps of one fetch;
 - ``autodiscover.py``: where EWS answers (base URI or Autodiscover v2);
-- ``pool.py``: who reads (credentials), pooled connections, per-upstream slots;
+- ``pool.py``: who reads (credentials, msal's tokens), pooled connections, per-upstream
+  slots;
 - ``version.py``: the server's version, learned once and kept on the Server row;
 - ``protocol.py``: every exchangelib override and internal relied on, in one place
   (tests/test_ews_protocol_overrides.py checks them against the installed version);

@@ -7,6 +7,12 @@ server, credential and configuration: a changed server row, a new secret or
 another endpoint makes a new one, and the old one is closed. The number of
 reads running at once against one upstream (a server with one credential) is
 bounded by EWS_MAX_CONCURRENCY, shared by every calendar that reads with it.
+
+An app registration's connection takes every token from msal (AppTokens, through
+protocol.MsalCredentials): the source hands over msal's token at the start of each
+fetch, and whenever exchangelib finds itself without one (after a reconnect, a
+failed request, a refused or expired token) it asks msal again, never the identity
+platform itself.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from exchangelib import (
@@ -28,14 +35,15 @@ from exchangelib import (
     Configuration,
     Credentials,
     Identity,
-    OAuth2Credentials,
 )
 from exchangelib.protocol import Protocol, close_connections
 
+from accounts.models import AppRegistration
+from accounts.tokens import acquire_token, discard_token
 from connector.core.errors import SourceError
 from connector.core.trace import Step
 from connector.models import Calendar, Server
-from connector.sources.ews.protocol import RefreshRetryPolicy, open_protocol
+from connector.sources.ews.protocol import MsalCredentials, RefreshRetryPolicy, open_protocol
 from connector.sources.ews.version import stored_version
 
 log = logging.getLogger(__name__)
@@ -93,12 +101,35 @@ class Credential:
         )
 
 
+def token_scope(endpoint: str) -> str:
+    """The scope of an app's token for the Exchange at ``endpoint`` (any cloud)."""
+    return f"https://{urlsplit(endpoint).netloc}/.default"
+
+
+@dataclass(frozen=True)
+class AppTokens:
+    """msal's tokens of an app registration for one Exchange: MsalCredentials' provider.
+
+    Frozen, hence hashable: exchangelib hashes every attribute of the credentials
+    (``sig()``, its cache of Protocols).
+    """
+
+    app: AppRegistration
+    scope: str
+
+    def __call__(self, refused: str) -> tuple[str, float]:
+        if refused:
+            discard_token(self.app, refused)
+        token = acquire_token(self.app, self.scope)
+        return token.token, token.expires_at.timestamp()
+
+
 @dataclass
 class Connection:
     config: Configuration
     protocol: Protocol
     policy: RefreshRetryPolicy
-    credentials: Credentials | OAuth2Credentials
+    credentials: Credentials | MsalCredentials
     accounts: dict[str, Account] = field(default_factory=dict)
     token: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -163,14 +194,14 @@ def connection(
 
 
 def _connect(server: Server, credential: Credential, endpoint: str, resource: str) -> Connection:
-    credentials: Credentials | OAuth2Credentials
+    credentials: Credentials | MsalCredentials
     if credential.oauth:
         app = server.app_registration
         assert app is not None
-        credentials = OAuth2Credentials(
+        credentials = MsalCredentials(
             client_id=app.client_id,
-            client_secret="",  # never used: tokens come from msal (accounts.tokens)
             tenant_id=app.tenant,
+            provider=AppTokens(app, token_scope(endpoint)),
             identity=Identity(primary_smtp_address=resource) if resource else None,
         )
         auth_type = OAUTH2

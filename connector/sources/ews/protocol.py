@@ -2,7 +2,7 @@
 
 exchangelib's public API cannot bound a request by the deadline of a refresh,
 read a room's calendar view in one request without looking folders up, keep the
-raw instants of all-day events, or take a token from msal; so the source
+raw instants of all-day events, or take every token from msal; so the source
 subclasses a few of its classes and uses a few of its internals. They are all
 here, so that an exchangelib upgrade is checked in one place:
 tests/test_ews_protocol_overrides.py fails, naming the override, when the
@@ -33,8 +33,13 @@ What it relies on, as of exchangelib 5.5.1 to 5.6.0:
 - ``Protocol``'s cache (the CachingProtocol metaclass), keyed by endpoint and
   credentials only: ``del Protocol[config]`` drops an entry; ``TIMEOUT`` and
   ``RETRY_WAIT``, read from the Protocol instance (open_protocol).
-- ``OAuth2Credentials.access_token`` (a dict as oauthlib's token) and ``.lock``:
-  a session compares the credentials' ``sig()`` to renew itself (set_access_token).
+- ``OAuth2Credentials``: the property ``access_token`` (a dict as oauthlib's token),
+  which ``Protocol.close_session`` sets to None and ``session_params()`` reads for
+  each new session; ``refresh(session)``, called by ``Protocol.refresh_credentials``
+  when a session's token expired; ``lock``; ``client``, the one oauthlib client whose
+  ``token`` every session of the Protocol adds to its requests; and
+  ``Protocol.create_oauth2_session``, which fetches a token itself only when the
+  session got none, and renews it on its own only with a client secret (MsalCredentials).
 - ``Version.guess(protocol, api_version_hint)``, which probes with a ConvertId from
   ``ConvertId.supported_api_versions()[0]`` down and raises
   ``TransportError("No valid version headers ...")`` when no answer names a
@@ -51,15 +56,16 @@ version by it); ``exchangelib.winzone.MS_TIMEZONE_TO_IANA_MAP`` maps Windows zon
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import requests
 from django.conf import settings
-from exchangelib import Account, Configuration, EWSDateTime, OAuth2Credentials
+from exchangelib import Account, Configuration, EWSDateTime, Identity, OAuth2Credentials
 from exchangelib.errors import (
     ErrorInvalidSchemaVersionForMailboxVersion,
     ErrorInvalidServerVersion,
@@ -76,8 +82,11 @@ from exchangelib.services import ConvertId, FindItem, GetItem
 from exchangelib.util import TNS, is_xml
 from exchangelib.version import EXCHANGE_2010, Version
 
+from connector.core.errors import SourceError
 from connector.sources.ews.errors import EwsHttpError
 from connector.sources.ews.mapping import RawTimes, raw_instant, zone_of
+
+log = logging.getLogger(__name__)
 
 RETRY_WAIT = 1  # seconds before retrying a transient failure (doubles each time)
 GET_ITEM_CHUNK = 100  # items per GetItem when bodies are asked for
@@ -342,17 +351,102 @@ def open_protocol(config: Configuration) -> Protocol:
     return protocol
 
 
-def set_access_token(credentials: OAuth2Credentials, token: str, expires_at: float) -> None:
-    """Hand msal's token to exchangelib, which never asks the identity platform itself."""
-    with credentials.lock:
-        # Sessions made with the previous token renew themselves when it expires
-        # (exchangelib compares the credentials' signature).
-        credentials.access_token = {
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_at": expires_at,
-            "expires_in": max(0, int(expires_at - time.time())),
-        }
+# -- the OAuth token: msal's, whatever exchangelib does ------------------------------------
+
+# Given the token Exchange refused or exchangelib found expired ("" for none): msal's
+# token now, and when it expires (seconds since the epoch). Raises SourceError.
+TokenProvider = Callable[[str], tuple[str, float]]
+
+
+def bearer(token: str, expires_at: float) -> dict[str, Any]:
+    """A token as exchangelib and oauthlib keep one."""
+    return {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_at": expires_at,
+        "expires_in": max(0, int(expires_at - time.time())),
+    }
+
+
+class MsalCredentials(OAuth2Credentials):
+    """OAuth2Credentials whose token only ever comes from msal (``provider``), not exchangelib.
+
+    exchangelib forgets the token on closing any session (after a connection reset, an
+    HTTP error, a refused token) and, holding none, fetches one itself from its
+    hard-wired login.microsoftonline.com with the client secret; it also asks the
+    credentials to ``refresh`` when a session's token has expired. Here the token
+    exchangelib finds missing comes from the provider (msal's cache), and a refresh
+    discards the old token from msal before asking for the next; with an empty client
+    secret exchangelib never renews a token on its own (``session_params``), and with a
+    token always at hand it never fetches one (``create_oauth2_session``).
+
+    Every session of a Protocol adds the token of one oauthlib client, the credentials'
+    ``client``: a token set here is set there too, so sessions made with an older token
+    send the new one from their next request on.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        tenant_id: str,
+        provider: TokenProvider,
+        identity: Identity | None = None,
+    ) -> None:
+        super().__init__(
+            client_id=client_id, client_secret="", tenant_id=tenant_id, identity=identity
+        )
+        self.provider = provider
+        # exchangelib caches the client in the instance's dict, which sig(), __eq__ and
+        # __hash__ walk: made now, not in the middle of one of them.
+        _ = self.client
+
+    @property
+    def access_token(self) -> dict[str, Any] | None:
+        if self._access_token is None:
+            # exchangelib dropped its copy: msal's token again (its cache serves it).
+            with self.lock:
+                if self._access_token is None:
+                    self.access_token = self._from_msal()
+        token: dict[str, Any] | None = self._access_token
+        return token
+
+    @access_token.setter
+    def access_token(self, token: dict[str, Any] | None) -> None:
+        OAuth2Credentials.access_token.fset(self, token)  # exchangelib's type check
+        if token is not None:
+            client = self.client
+            client.token = token
+            client.populate_token_attributes(token)
+
+    def _from_msal(self) -> dict[str, Any]:
+        """msal's token; else, when msal fails, the last one while it is valid.
+
+        exchangelib asks for a token while replacing a session that failed: an error
+        raised there loses that session for good (its Protocol then waits for a free
+        one forever once all are lost). The last token is still good for that session;
+        msal's error is raised by the next fetch, which asks msal first (EwsSource).
+        """
+        try:
+            return bearer(*self.provider(""))
+        except SourceError as exc:
+            last = self.client.token or {}
+            if last.get("access_token") and float(last.get("expires_at", 0)) > time.time():
+                log.warning("msal gave no token (%s): the last one is kept meanwhile", exc)
+                return dict(last)
+            raise
+
+    def refresh(self, session: Any) -> None:
+        """A session found its token expired: msal forgets it and gives the next one."""
+        with self.lock:
+            old = self._access_token
+            self.access_token = bearer(*self.provider(old["access_token"] if old else ""))
+
+    def hold(self, token: str, expires_at: float) -> None:
+        """msal's token for the fetch starting: every session sends it from now on."""
+        with self.lock:
+            current = self._access_token
+            if current is None or current.get("access_token") != token:
+                self.access_token = bearer(token, expires_at)
 
 
 # -- the version probe ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from exchangelib import DELEGATE, IMPERSONATION, Account, OAuth2Credentials
+from exchangelib import DELEGATE, IMPERSONATION, Account
 from exchangelib.errors import ErrorCalendarViewRangeTooBig, ErrorExceededFindCountLimit
 from exchangelib.ewsdatetime import UTC as EWS_UTC
 from exchangelib.properties import DistinguishedFolderId, Mailbox
@@ -175,15 +175,18 @@ class EwsSource:
         """The app's token for this Exchange; msal's cache serves it until shortly before expiry."""
         app = self.server.app_registration
         assert app is not None
-        return acquire_token(app, f"https://{urlsplit(endpoint).netloc}/.default", trace=self.trace)
+        return acquire_token(app, pool.token_scope(endpoint), trace=self.trace)
 
     def _use_token(self, connection: Connection, token: AccessToken) -> None:
+        """Every session of the connection sends msal's token of this fetch.
+
+        Asked anew for each fetch, so that msal's renewal (5 minutes before expiry) and
+        its errors (SourceErrors of the token step) come here, not inside exchangelib.
+        """
+        credentials = connection.credentials
+        assert isinstance(credentials, protocol.MsalCredentials)
+        credentials.hold(token.token, token.expires_at.timestamp())
         with connection.lock:
-            if token.token == connection.token:
-                return
-            credentials = connection.credentials
-            assert isinstance(credentials, OAuth2Credentials)
-            protocol.set_access_token(credentials, token.token, token.expires_at.timestamp())
             connection.token = token.token
 
     def _forget_token(self, connection: Connection) -> None:

@@ -112,6 +112,45 @@ def test_during_the_back_off_the_last_good_copy_is_served_at_once(
     fake_graph.faults.latency = 0.0
 
 
+def test_requests_do_not_pile_up_behind_the_retry_of_a_failing_calendar(
+    client: Client, make_calendar, graph_server, fake_graph
+) -> None:  # type: ignore[no-untyped-def]
+    """While one request retries a failing calendar, the others answer at once."""
+    calendar = make_calendar("denied", server=graph_server, resources=(ROOM_B,))
+    fake_graph.limit_to(GRAPH_CLIENT_ID, {ROOM_A})
+    assert client.get("/ical/denied.ics").status_code == 502
+    failed_at = RefreshStatus.objects.get(calendar=calendar).last_error_at
+    # Past the back-off, another process is retrying it right now (its lease is live).
+    RefreshStatus.objects.filter(calendar=calendar).update(
+        refreshing_until=timezone.now() + dt.timedelta(minutes=5),
+        refreshing_by="another-host:4242:1234",
+    )
+    with at(failed_at + FEED_RETRY_FIRST + dt.timedelta(seconds=1)):
+        began = time.monotonic()
+        answer = client.get("/ical/denied.ics")
+        waited = time.monotonic() - began
+    assert answer.status_code == 502 and b"denied access" in answer.content
+    assert waited < 1.0
+    assert views(fake_graph, ROOM_B) == 1
+
+
+def test_a_healthy_calendar_being_refreshed_is_still_waited_for(
+    client: Client, make_calendar, graph_server, fake_graph, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """No failure in its history: a request waits for the refresh in progress."""
+    settings.FEED_REFRESH_TIMEOUT = 1.0
+    calendar = make_calendar("hall", server=graph_server, resources=(ROOM_A,))
+    RefreshStatus.objects.create(
+        calendar=calendar,
+        refreshing_until=timezone.now() + dt.timedelta(minutes=5),
+        refreshing_by="another-host:4242:1234",
+    )
+    began = time.monotonic()
+    answer = client.get("/ical/hall.ics")
+    assert time.monotonic() - began >= 1.0  # it waited for the other's refresh
+    assert answer.status_code == 502 and b"did not finish in time" in answer.content
+
+
 def _finished_process() -> str:
     """The claim owner name of a process of this host that has ended."""
     done = subprocess.run(

@@ -357,7 +357,8 @@ def refresh_or_wait(calendar: Calendar, timeout: float) -> RefreshOutcome:
     """Refresh a stale calendar for a request that waits at most ``timeout`` seconds.
 
     When another request or worker is refreshing it already, that refresh is
-    waited for (not repeated) and judged by what it recorded.
+    waited for (not repeated) and judged by what it recorded, unless the calendar
+    has been failing: then the answer is what is known, at once.
     """
     started = timezone.now()
     status = RefreshStatus.objects.filter(calendar=calendar).first()
@@ -369,6 +370,11 @@ def refresh_or_wait(calendar: Calendar, timeout: float) -> RefreshOutcome:
     outcome = refresh_calendar(calendar, timeout=timeout)
     if not outcome.skipped:
         return outcome
+    if status is not None and status.consecutive_failures and status.last_error:
+        # Someone is retrying a calendar that has been failing: one request waits for
+        # that try, the others answer now, so a failing Exchange never holds every
+        # thread of a web worker (and the healthy calendars behind them).
+        return RefreshOutcome(calendar.calendar_id, ok=False, error=status.last_error)
     wait_for_release(calendar, timeout)
     status = RefreshStatus.objects.filter(calendar=calendar).first()
     ok = (

@@ -180,9 +180,41 @@ FIELD_ENCRYPTION_KEYS = parse_fernet_keys(
     )
 )
 
+
+def machine_host_names() -> list[str]:
+    """The names and addresses players may use for this machine, found at start.
+
+    localhost and loopback, the host's own names, and the addresses of its network
+    interfaces: signage players reach the server by its name or LAN address.
+    """
+    import socket
+
+    import psutil
+
+    names = ["localhost", "127.0.0.1", "[::1]"]
+    hostname = socket.gethostname()
+    names += [hostname, socket.getfqdn()]
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET:
+                names.append(address.address)
+            elif address.family == socket.AF_INET6:
+                # As Host headers write them: [fd00::2]; fe80::1%eth0 without its zone.
+                names.append(f"[{address.address.split('%', 1)[0]}]")
+    seen: list[str] = []
+    for name in names:
+        if name and name.lower() not in seen:
+            seen.append(name.lower())
+    return seen
+
+
 # "a.example, b.example": spaces after the commas are not part of the names.
-_hosts = list(_read("ALLOWED_HOSTS", list, ["localhost", "127.0.0.1"]))  # type: ignore[call-overload]
+_hosts = list(_read("ALLOWED_HOSTS", list, []))  # type: ignore[call-overload]
 ALLOWED_HOSTS = [str(host).strip() for host in _hosts if str(host).strip()]
+# True when ALLOWED_HOSTS was found on this machine rather than set.
+ALLOWED_HOSTS_FOUND = not ALLOWED_HOSTS
+if ALLOWED_HOSTS_FOUND:
+    ALLOWED_HOSTS = machine_host_names()
 
 # Names that all mean UTC: a host in one of them gives no local time to follow.
 _UTC_NAMES = frozenset(

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from connector.views import console, feed, graph_switch, health, legacy, metrics, status
+from connector.views import console, errors, feed, graph_switch, health, legacy, metrics, status
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -21,3 +21,5 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics.metrics_view, name="metrics"),
 ]
+
+handler400 = errors.bad_request

@@ -2,7 +2,13 @@
 
 from connector.models.calendars import Alarm, Calendar, Filter, Resource
 from connector.models.servers import Server
-from connector.models.state import MailboxState, RefreshStatus, Snapshot, WorkerHeartbeat
+from connector.models.state import (
+    MailboxState,
+    RefreshStatus,
+    RefusedHost,
+    Snapshot,
+    WorkerHeartbeat,
+)
 
 __all__ = [
     "Alarm",
@@ -10,6 +16,7 @@ __all__ = [
     "Filter",
     "MailboxState",
     "RefreshStatus",
+    "RefusedHost",
     "Resource",
     "Server",
     "Snapshot",

@@ -96,3 +96,15 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class RefusedHost(models.Model):
+    """A host name players used that ALLOWED_HOSTS does not list, for /status/ to show."""
+
+    name = models.CharField(max_length=255, unique=True)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    count = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.name

@@ -18,6 +18,7 @@ from django.utils import timezone
 from connector.models import Server
 from connector.roles import operator_required
 from connector.services.graph_switch import retirement_notice
+from connector.services.hosts import recently_refused
 from connector.services.status import STATUSES, calendar_rows, credential_rows, worker_state
 from connector.views.pages import page_context
 
@@ -41,6 +42,9 @@ def status_context() -> dict[str, Any]:
         "credentials": credential_rows(timezone.localdate(now)),
         "retiring_servers": retiring,
         "retirement_notice": retirement_notice(timezone.localdate(now)),
+        "refused_hosts": recently_refused(now),
+        "allowed_hosts": settings.ALLOWED_HOSTS,
+        "allowed_hosts_found": settings.ALLOWED_HOSTS_FOUND,
         "time_zone": {
             "name": settings.TIME_ZONE,
             "source": {

@@ -89,6 +89,21 @@ def open_url(bind: str) -> str:
     return f"http://{host}:{port}/admin/"
 
 
+def player_urls(bind: str) -> list[str]:
+    """Where players fetch feeds: each name and address of this machine the site answers to."""
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 (printing where to go, not binding)
+        names = [name for name in settings.ALLOWED_HOSTS if "*" not in name and name != "localhost"]
+        names = [name for name in names if not name.startswith(("127.", "[::1]", "[fe80"))]
+    else:
+        names = [f"[{host}]" if ":" in host else host]
+    names = [name.lstrip(".") for name in names if name] or ["localhost"]
+    lines = ["Players fetch their feeds at (ALLOWED_HOSTS decides which names are answered):"]
+    lines += [f"  http://{name}:{port}/ical/<calendarId>.ics" for name in names]
+    return lines
+
+
 def gunicorn_version_options() -> list[str]:
     """Options that only some gunicorn versions know."""
     import gunicorn
@@ -234,6 +249,8 @@ class Command(BaseCommand):
         }
         supervisor = Supervisor(children, env, self.stdout)
         self.stdout.write(f"ews-calendar is starting: open {url}  (Ctrl-C stops it)")
+        for line in player_urls(bind):
+            self.stdout.write(line)
         code = supervisor.run()
         if code:
             raise SystemExit(code)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import posixpath
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, RegexValidator
 from django.utils.deconstruct import deconstructible
+from urllib3.util import parse_url
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 url_safe_id = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._~-]*$",
@@ -77,3 +82,64 @@ def normalize_list(value: str, choices: list[str]) -> str:
     """'private, normal' → 'Normal,Private' in the order of choices."""
     wanted = {item.lower() for item in split_list(value)}
     return ",".join(choice for choice in choices if choice.lower() in wanted)
+
+
+# -- URLs: where credentials may go -----------------------------------------------------
+
+
+def is_http_url(text: str) -> bool:
+    """An http(s) URL, as the iCalendar source tells a URL from a path."""
+    return urlsplit(text).scheme.lower() in DEFAULT_PORTS
+
+
+def url_origin(url: str) -> tuple[str, str, int] | None:
+    """The origin (scheme, host, port) of an http(s) URL; None when it has none.
+
+    None too when urllib and urllib3 read the host differently
+    (``https://a\\@b/`` is host b for one, a for the other): urllib3 decides
+    where requests connects, and a URL the two parsers disagree on is one that
+    neither credentials nor a permission check should trust.
+    """
+    try:
+        ours = urlsplit(url)
+        theirs = parse_url(url)
+        scheme = ours.scheme.lower()
+        hosts = {_host(ours.hostname), _host(theirs.host)}
+        ports = {ours.port or DEFAULT_PORTS.get(scheme), theirs.port or DEFAULT_PORTS.get(scheme)}
+    except (ValueError, UnicodeError):  # a port that is no number, a host no codec takes
+        return None
+    if scheme not in DEFAULT_PORTS or (theirs.scheme or "").lower() != scheme:
+        return None
+    if len(hosts) != 1 or "" in hosts or len(ports) != 1:
+        return None
+    port = ports.pop()
+    assert port is not None
+    return scheme, hosts.pop(), port
+
+
+def _host(host: str | None) -> str:
+    # Lower case, no IPv6 brackets, IDNA: as requests writes the host it connects to.
+    host = (host or "").strip("[]").lower()
+    return host if host.isascii() else host.encode("idna").decode("ascii")
+
+
+def shown_url(url: str) -> str:
+    """A URL fit for messages: no user:password@, no query (published links hide keys there)."""
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def path_inside(path: str, folder: str) -> bool:
+    """Whether a URL path lies in a folder path, dot segments and escapes resolved.
+
+    ``%2e%2e`` counts as ``..`` and a backslash as a slash: some servers (IIS)
+    decode and read them so before they resolve paths.
+    """
+    resolved = posixpath.normpath("/" + unquote(path or "/").replace("\\", "/"))
+    base = posixpath.normpath("/" + unquote(folder or "/").replace("\\", "/")).rstrip("/")
+    return resolved == base or resolved.startswith(base + "/") or base == ""

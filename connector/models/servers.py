@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -11,7 +11,7 @@ from django.db import models
 # sign-in needs it, and accounts imports nothing of connector's models); the sources
 # and the XML reader import it from here.
 from accounts.models import GRAPH_DEFAULT_BASE_URI, AppRegistration, ServiceAccount
-from connector.validators import url_safe_id
+from connector.validators import is_http_url, path_inside, url_origin, url_safe_id
 
 # Hosts of Exchange Online's EWS, where EWS is being switched off (SPEC).
 EXCHANGE_ONLINE_EWS_HOSTS = (
@@ -141,6 +141,42 @@ class Server(models.Model):
         if base.lower().endswith("/ews/exchange.asmx"):
             return base
         return f"{base}/EWS/Exchange.asmx"
+
+    # -- iCalendar resources: where they are, and whether credentials may go there --------
+    @property
+    def origin(self) -> tuple[str, str, int] | None:
+        """Scheme, host and port of the base URI: the one place its credentials go (SPEC)."""
+        return url_origin(self.base_uri.strip())
+
+    def ics_url(self, resource: str) -> str | None:
+        """The URL an ``ics`` resource names: itself, or joined to a URL base URI.
+
+        None for a file (a path under a folder base URI). ``//host/x`` is relative
+        to the scheme only, so it may name another host: callers check the result,
+        never the resource as written.
+        """
+        if is_http_url(resource):
+            return resource
+        base = self.base_uri.strip()
+        if not is_http_url(base):
+            return None
+        if not resource:
+            return base
+        return urljoin(base if base.endswith("/") else base + "/", resource)
+
+    def contains_resource(self, resource: str) -> bool:
+        """Whether an ``ics`` resource stays under the base URI (its origin and path).
+
+        A file path counts as inside: the source reads only under the base folder.
+        Pointing a calendar anywhere else needs the right to change servers.
+        """
+        url = self.ics_url(resource)
+        if url is None:
+            return not is_http_url(resource)
+        base = self.base_uri.strip()
+        if not is_http_url(base) or url_origin(url) is None or url_origin(url) != self.origin:
+            return False
+        return path_inside(urlsplit(url).path, urlsplit(base).path)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -20,6 +21,31 @@ url_safe_id = RegexValidator(
 )
 
 _email = EmailValidator()
+
+# A feed key given by hand (configuration.xml's feedKey): the key alone lets anyone
+# outside ICAL_ALLOWED_NETWORKS read the feed, so it must not be guessable.
+FEED_KEY_FORM = re.compile(r"[A-Za-z0-9_-]{16,64}")
+FEED_KEY_MIN_DIFFERENT = 8
+FEED_KEY_RULE = (
+    f"16 to 64 letters, digits, '-' or '_', with at least {FEED_KEY_MIN_DIFFERENT} different "
+    "characters"
+)
+
+
+def feed_key_strength(value: str) -> None:
+    """16 to 64 URL-safe characters, at least 8 different (so not 'aaaaaaaaaaaaaaaa').
+
+    Generated keys (32 random characters of 64) have about 25 different ones;
+    one with fewer than 8 comes once in more than 10^20.
+    """
+    if not FEED_KEY_FORM.fullmatch(value):
+        raise ValidationError("use 16 to 64 letters, digits, '-' or '_'", code="feed_key_form")
+    if len(set(value)) < FEED_KEY_MIN_DIFFERENT:
+        raise ValidationError(
+            f"use at least {FEED_KEY_MIN_DIFFERENT} different characters: a key such as "
+            "aaaaaaaaaaaaaaaa is guessed at once (leave feedKey out for a random key)",
+            code="weak_feed_key",
+        )
 
 
 def smtp_address(value: str) -> None:

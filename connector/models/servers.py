@@ -184,6 +184,9 @@ class Server(models.Model):
             parts = urlsplit(self.base_uri)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 errors["base_uri"] = "Give a URL such as https://mail.example.com."
+        base_uri_problem = _base_uri_problem(self.base_uri, folder_allowed=self.type == "ics")
+        if base_uri_problem:
+            errors["base_uri"] = base_uri_problem
         if self.type == self.Type.EWS:
             if not self.base_uri and not self.autodiscover:
                 errors["base_uri"] = "Give a base URI, or a mailbox or URL for autodiscover."
@@ -217,3 +220,22 @@ class Server(models.Model):
         if self.type == self.Type.GRAPH and not self.base_uri:
             self.base_uri = GRAPH_DEFAULT_BASE_URI
         super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def _base_uri_problem(value: str, *, folder_allowed: bool) -> str:
+    """What is wrong with a base URI beyond its form: user info, spaces ("" when nothing).
+
+    A password in the URL would sit unencrypted in the database, the exports and
+    every log line naming the URL; the service account keeps it encrypted. A
+    folder of iCalendar files (no scheme) may have spaces in its name.
+    """
+    scheme = urlsplit(value.strip()).scheme.lower() if value.strip() else ""
+    is_folder = folder_allowed and scheme not in ("http", "https", "file")
+    if not is_folder and any(char.isspace() for char in value):
+        return "A base URI may not contain spaces; write a space in a path as %20."
+    if scheme in ("http", "https") and "@" in urlsplit(value.strip()).netloc:
+        return (
+            "A base URI may not carry a user name or password (user:password@host): "
+            "give them as the server's service account, which keeps the password encrypted."
+        )
+    return ""

@@ -110,3 +110,21 @@ def test_export_config_command_output_round_trips(db: None, tmp_path: object) ->
     call_command("import_config", path)
 
     assert configuration_dump() == first
+
+
+def test_a_carriage_return_in_a_password_survives_the_round_trip(db: None) -> None:
+    # A parser reads a raw CR as LF; the export must write it as a reference (&#13;).
+    # Found by tests/test_xml_import_properties.py: "&#13;" in an imported password.
+    account = ServiceAccount.objects.create(
+        name="hq", username="HQ\\delegate", password="fake-secret\r\nwith lines\r"
+    )
+    Server.objects.create(
+        server_id="hq", base_uri="https://mail.hq.example", service_account=account
+    )
+    before = configuration_dump()
+
+    exported = xmlconfig.export_configuration(include_secrets=True)
+    empty_the_database()
+    xmlconfig.import_configuration(exported.encode())
+
+    assert configuration_dump() == before

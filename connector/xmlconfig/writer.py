@@ -53,7 +53,9 @@ def _attributes(attributes: dict[str, str]) -> str:
 
 
 def _text(value: str) -> str:
-    return escape(value)
+    # A parser reads a raw carriage return as a line feed (XML end-of-line handling):
+    # written as a character reference, a password with one comes back as it was.
+    return escape(value, {"\r": "&#13;"})
 
 
 def export_configuration(

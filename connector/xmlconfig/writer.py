@@ -115,7 +115,9 @@ def _write_server(out: _Writer, server: Server, include_secrets: bool) -> None:
         out.element("scc:scheme", server.http_scheme)
         out.open("scc:credentials")
         out.element("scc:username", account.username)
-        if include_secrets and account.password:
+        if include_secrets:
+            # Even empty (<scc:password/>): left out, it would mean "keep the stored one",
+            # and the import could give this server another account of the same username.
             out.element("scc:password", account.password)
         out.close("scc:credentials")
         out.close("scc:authentication")

@@ -1,10 +1,16 @@
-"""Validators with messages an administrator understands."""
+"""Validators with messages an administrator understands, and the URL rules they share.
+
+``url_origin`` and ``path_inside`` say where a URL really points (as urllib3,
+which requests connects with, reads it): the iCalendar source sends credentials
+only to its server's origin, and the admin lets only users who may change
+servers point a calendar outside its server's base URI.
+"""
 
 from __future__ import annotations
 
 import posixpath
 import re
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.core.exceptions import ValidationError
@@ -113,9 +119,20 @@ def normalize_list(value: str, choices: list[str]) -> str:
 # -- URLs: where credentials may go -----------------------------------------------------
 
 
+def split_url(text: str) -> SplitResult | None:
+    """urlsplit, or None for what it cannot split ('https://host]', 'https://[x')."""
+    try:
+        return urlsplit(text)
+    except ValueError:
+        return None
+
+
 def is_http_url(text: str) -> bool:
     """An http(s) URL, as the iCalendar source tells a URL from a path."""
-    return urlsplit(text).scheme.lower() in DEFAULT_PORTS
+    parts = split_url(text)
+    if parts is None:  # not a URL one can read; http(s) if it says so
+        return text.strip().lower().startswith(("http:", "https:"))
+    return parts.scheme.lower() in DEFAULT_PORTS
 
 
 def url_origin(url: str) -> tuple[str, str, int] | None:
@@ -151,7 +168,9 @@ def _host(host: str | None) -> str:
 
 def shown_url(url: str) -> str:
     """A URL fit for messages: no user:password@, no query (published links hide keys there)."""
-    parts = urlsplit(url)
+    parts = split_url(url)
+    if parts is None:
+        return "(a URL that cannot be read)"
     if not parts.scheme:
         return url
     host = parts.hostname or ""

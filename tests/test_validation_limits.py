@@ -275,3 +275,27 @@ def test_a_parser_message_never_echoes_the_file(db: None) -> None:
     data = b'<?xml version="1.0"?>\n<configuration>\n<servers a="1\n' + b"x" * 500 + b"\n"
     for problem in refused(data):
         assert len(problem) < 220, problem
+
+
+# -- a URL urlsplit cannot read: refused, never a crash ----------------------------------
+# Found by tests/test_xml_import_properties.py: "Invalid IPv6 URL" escaped the import.
+
+
+@pytest.mark.parametrize("base_uri", ["https://mail.example.com]>", "https://[mail"])
+def test_a_base_uri_that_cannot_be_read_is_refused(db: None, base_uri: str) -> None:
+    problems = refused(server_file(base_uri))
+    assert "line 5: server 'onprem': baseuri: Give a URL such as https://mail.example.com." in (
+        problems
+    )
+    for type_ in ("ews", "graph", "ics"):
+        server = Server(server_id="s", type=type_, base_uri=base_uri)
+        with pytest.raises(ValidationError) as caught:
+            server.full_clean(exclude=["service_account", "app_registration"])
+        assert "base_uri" in caught.value.message_dict, type_
+        assert server.points_at_exchange_online_ews is False
+        assert server.contains_resource("room.ics") is False
+
+
+def test_a_resource_that_cannot_be_read_stays_outside_the_base_uri() -> None:
+    server = Server(server_id="s", type="ics", base_uri="https://files.example/published/")
+    assert server.contains_resource("https://[files.example/published/a.ics") is False

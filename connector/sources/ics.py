@@ -28,7 +28,7 @@ import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urljoin
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -43,7 +43,7 @@ from connector.core.errors import SourceError
 from connector.core.network import network_error
 from connector.core.records import EventRecord, Window
 from connector.core.trace import NullTrace, Step, Trace
-from connector.validators import is_http_url, shown_url, url_origin
+from connector.validators import is_http_url, shown_url, split_url, url_origin
 
 if TYPE_CHECKING:
     from connector.models import Calendar, Server
@@ -160,7 +160,8 @@ class IcsSource:
                 hint="Give the resource as a full http(s) URL, or set the server's base URI "
                 "to the URL or folder the resources are relative to.",
             )
-        folder = Path(unquote(urlsplit(base).path) if base.startswith("file:") else base)
+        file_url = split_url(base) if base.startswith("file:") else None
+        folder = Path(unquote(file_url.path) if file_url is not None else base)
         folder = folder.resolve()
         path = (folder / resource).resolve() if resource else folder
         if path != folder and folder not in path.parents:

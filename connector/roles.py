@@ -74,12 +74,30 @@ def can_operate(user: object) -> bool:
     )
 
 
+# Servers decide where the application connects and where credentials go.
+CHANGE_SERVER_PERMISSION = "connector.change_server"
+
+
+def can_point_anywhere(user: Any) -> bool:
+    """May give an iCalendar calendar a resource outside its server's base URI.
+
+    Such a resource makes this application fetch any URL (an address inside the
+    network, too), which is what changing a server's base URI allows: the same
+    permission. Calendar editors stay under the base URI an administrator chose.
+    """
+    return bool(
+        getattr(user, "is_active", False)
+        and getattr(user, "is_staff", False)
+        and user.has_perm(CHANGE_SERVER_PERMISSION)
+    )
+
+
 def can_switch_to_graph(user: Any) -> bool:
     """Switching a server to Graph changes the server and picks a credential."""
     return bool(
         user.is_active
         and user.is_staff
-        and user.has_perm("connector.change_server")
+        and user.has_perm(CHANGE_SERVER_PERMISSION)
         and user.has_perm("accounts.view_appregistration")
     )
 

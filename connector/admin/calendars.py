@@ -21,9 +21,10 @@ from django.urls import URLPattern, path
 from accounts.admin import KeepSecretsForm, SecretsAdmin
 from connector import xmlconfig
 from connector.admin import configuration
-from connector.models import Alarm, Calendar, Filter, Resource
+from connector.models import Alarm, Calendar, Filter, Resource, Server
 from connector.models.calendars import FREE_BUSY, IMPORTANCES, SENSITIVITIES, new_feed_key
-from connector.validators import normalize_list, split_list
+from connector.roles import can_point_anywhere
+from connector.validators import normalize_list, shown_url, split_list
 
 
 class CommaListField(forms.MultipleChoiceField):
@@ -88,8 +89,61 @@ class FilterInline(admin.StackedInline):
     verbose_name_plural = "filters and privacy"
 
 
+class ResourceForm(forms.ModelForm):
+    """A room, or for an iCalendar server a URL or path, checked against who enters it.
+
+    ``may_point_anywhere`` comes from ``CalendarAdmin.get_formset_kwargs``: without
+    the right to change servers, an ``ics`` resource must stay under the server's
+    base URI (connector.roles.can_point_anywhere). What an administrator saved
+    before stays as it is while the calendar keeps its server.
+    """
+
+    def __init__(self, *args: Any, may_point_anywhere: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.may_point_anywhere = may_point_anywhere
+
+    class Meta:
+        model = Resource
+        fields = ["address", "position"]
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        self._check_where_it_points()
+        return cleaned
+
+    def _check_where_it_points(self) -> None:
+        address = self.cleaned_data.get("address")
+        # The inline's foreign key field gives the calendar being saved, with the
+        # server chosen in this same form (it may be new, or a new server).
+        calendar = self.cleaned_data.get("calendar")
+        if self.may_point_anywhere or address is None or not isinstance(calendar, Calendar):
+            return
+        server = calendar.server if calendar.server_id else None
+        if server is None or server.type != Server.Type.ICS or server.contains_resource(address):
+            return
+        if self._unchanged(calendar):
+            return
+        base = shown_url(server.base_uri.strip()) or "none"
+        raise forms.ValidationError(
+            {
+                "address": (
+                    f"{address} points outside the base URI of server {server.server_id} "
+                    f"({base}). Only users who may change servers (administrators) may give "
+                    "a calendar a resource elsewhere: ask one, or give a path under the base URI."
+                )
+            }
+        )
+
+    def _unchanged(self, calendar: Calendar) -> bool:
+        """The saved resource, on the saved server: an administrator's choice, kept."""
+        if self.instance.pk is None or "address" in self.changed_data or calendar.pk is None:
+            return False
+        return Calendar.objects.filter(pk=calendar.pk, server_id=calendar.server_id).exists()
+
+
 class ResourceInline(admin.TabularInline):
     model = Resource
+    form = ResourceForm
     fields = ("address", "position")
     ordering = ("position", "id")
     extra = 1
@@ -174,6 +228,15 @@ class CalendarAdmin(SecretsAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Calendar]:
         return super().get_queryset(request).prefetch_related("resources")
+
+    def get_formset_kwargs(
+        self, request: HttpRequest, obj: Any, inline: Any, prefix: str
+    ) -> dict[str, Any]:
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, ResourceInline):
+            # Who saves decides where an iCalendar resource may point (ResourceForm).
+            kwargs["form_kwargs"] = {"may_point_anywhere": can_point_anywhere(request.user)}
+        return kwargs
 
     @admin.display(description="rooms")
     def rooms(self, obj: Calendar) -> str:

@@ -14,7 +14,10 @@ from connector.core.errors import SourceError
 
 
 def _host(url: str) -> str:
-    return urlsplit(url).netloc or url
+    try:
+        return urlsplit(url).netloc or url
+    except ValueError:  # 'https://[x': the message names the URL as given
+        return url
 
 
 def network_error(exc: BaseException, url: str, *, step: str = "connect") -> SourceError | None:

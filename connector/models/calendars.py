@@ -15,7 +15,14 @@ from django.utils import timezone
 from accounts.fields import EncryptedTextField, SecretsModel
 from connector.core.records import Window
 from connector.models.servers import Server
-from connector.validators import CommaListOf, smtp_address, time_zone_name, url_safe_id
+from connector.validators import (
+    FEED_KEY_RULE,
+    CommaListOf,
+    feed_key_strength,
+    smtp_address,
+    time_zone_name,
+    url_safe_id,
+)
 
 SENSITIVITIES = ["Normal", "Personal", "Private", "Confidential"]
 IMPORTANCES = ["Low", "Normal", "High"]
@@ -75,7 +82,10 @@ class Calendar(SecretsModel):
         max_length=64,
         default=new_feed_key,
         editable=False,
-        help_text="Lets players outside ICAL_ALLOWED_NETWORKS fetch the feed with ?key=.",
+        validators=[feed_key_strength],
+        help_text="Lets players outside ICAL_ALLOWED_NETWORKS fetch the feed with ?key=. "
+        "Made at random (32 characters); one given in configuration.xml (feedKey) must have "
+        f"{FEED_KEY_RULE}.",
     )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import urljoin
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -11,7 +11,7 @@ from django.db import models
 # sign-in needs it, and accounts imports nothing of connector's models); the sources
 # and the XML reader import it from here.
 from accounts.models import GRAPH_DEFAULT_BASE_URI, AppRegistration, ServiceAccount
-from connector.validators import url_safe_id
+from connector.validators import is_http_url, path_inside, split_url, url_origin, url_safe_id
 
 # Hosts of Exchange Online's EWS, where EWS is being switched off (SPEC).
 EXCHANGE_ONLINE_EWS_HOSTS = (
@@ -130,7 +130,8 @@ class Server(models.Model):
         """EWS aimed at Exchange Online, which is being switched off (SPEC)."""
         if self.type != self.Type.EWS:
             return False
-        host = (urlsplit(self.base_uri).hostname or "").lower()
+        parts = split_url(self.base_uri)
+        host = ((parts.hostname if parts else None) or "").lower()
         return host in EXCHANGE_ONLINE_EWS_HOSTS
 
     def ews_url(self) -> str:
@@ -142,12 +143,57 @@ class Server(models.Model):
             return base
         return f"{base}/EWS/Exchange.asmx"
 
+    # -- iCalendar resources: where they are, and whether credentials may go there --------
+    @property
+    def origin(self) -> tuple[str, str, int] | None:
+        """Scheme, host and port of the base URI: the one place its credentials go (SPEC)."""
+        return url_origin(self.base_uri.strip())
+
+    def ics_url(self, resource: str) -> str | None:
+        """The URL an ``ics`` resource names: itself, or joined to a URL base URI.
+
+        None for a file (a path under a folder base URI). ``//host/x`` is relative
+        to the scheme only, so it may name another host: callers check the result,
+        never the resource as written.
+        """
+        if is_http_url(resource):
+            return resource
+        base = self.base_uri.strip()
+        if not is_http_url(base):
+            return None
+        if not resource:
+            return base
+        try:
+            return urljoin(base if base.endswith("/") else base + "/", resource)
+        except ValueError:  # 'https://[x': no URL, no file either; a fetch says so
+            return resource
+
+    def contains_resource(self, resource: str) -> bool:
+        """Whether an ``ics`` resource stays under the base URI (its origin and path).
+
+        A file path counts as inside: the source reads only under the base folder.
+        Pointing a calendar anywhere else needs the right to change servers.
+        """
+        url = self.ics_url(resource)
+        if url is None:
+            return not is_http_url(resource)
+        base = self.base_uri.strip()
+        if not is_http_url(base) or url_origin(url) is None or url_origin(url) != self.origin:
+            return False
+        url_parts, base_parts = split_url(url), split_url(base)
+        if url_parts is None or base_parts is None:
+            return False
+        return path_inside(url_parts.path, base_parts.path)
+
     def clean(self) -> None:
         errors: dict[str, str] = {}
         if self.base_uri and self.type != self.Type.ICS:
-            parts = urlsplit(self.base_uri)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            parts = split_url(self.base_uri)
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
                 errors["base_uri"] = "Give a URL such as https://mail.example.com."
+        base_uri_problem = _base_uri_problem(self.base_uri, folder_allowed=self.type == "ics")
+        if base_uri_problem:
+            errors["base_uri"] = base_uri_problem
         if self.type == self.Type.EWS:
             if not self.base_uri and not self.autodiscover:
                 errors["base_uri"] = "Give a base URI, or a mailbox or URL for autodiscover."
@@ -181,3 +227,25 @@ class Server(models.Model):
         if self.type == self.Type.GRAPH and not self.base_uri:
             self.base_uri = GRAPH_DEFAULT_BASE_URI
         super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def _base_uri_problem(value: str, *, folder_allowed: bool) -> str:
+    """What is wrong with a base URI beyond its form: user info, spaces ("" when nothing).
+
+    A password in the URL would sit unencrypted in the database, the exports and
+    every log line naming the URL; the service account keeps it encrypted. A
+    folder of iCalendar files (no scheme) may have spaces in its name.
+    """
+    parts = split_url(value.strip())
+    if parts is None:
+        return "Give a URL such as https://mail.example.com."
+    scheme = parts.scheme.lower()
+    is_folder = folder_allowed and scheme not in ("http", "https", "file")
+    if not is_folder and any(char.isspace() for char in value):
+        return "A base URI may not contain spaces; write a space in a path as %20."
+    if scheme in ("http", "https") and "@" in parts.netloc:
+        return (
+            "A base URI may not carry a user name or password (user:password@host): "
+            "give them as the server's service account, which keeps the password encrypted."
+        )
+    return ""

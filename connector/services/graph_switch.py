@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -30,6 +29,7 @@ from connector.pipeline.build import (
     resources_of,
     source_for,
 )
+from connector.validators import split_url
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,8 @@ def retirement_notice(today: dt.date) -> str:
 
 def graph_base_uri_for(ews_base_uri: str) -> str:
     """The Graph endpoint of the cloud an EWS base URI belongs to."""
-    host = (urlsplit(ews_base_uri).hostname or "").lower()
+    parts = split_url(ews_base_uri)
+    host = ((parts.hostname if parts else None) or "").lower()
     return GRAPH_BASE_URIS.get(host, GRAPH_DEFAULT)
 
 

@@ -9,6 +9,15 @@ so such a calendar merges with Exchange rooms in one feed.
 URLs are fetched with a conditional GET (``If-None-Match`` /
 ``If-Modified-Since`` from ``MailboxState``); the last body is kept in this
 process, so an unchanged origin costs a 304 and no download.
+
+Credentials (the server's service account, or the calendar's own) go only to
+the server's own origin, the scheme, host and port of its base URI (SPEC,
+"Secrets"): a resource may name any URL, and whoever edits a calendar must not
+be able to aim the service account's password at a listener of theirs.
+``OriginBoundAuth`` decides on each request as requests prepared it (the URL
+urllib3 connects to), and redirects are followed here, hop by hop, so each hop
+is decided the same way: requests itself keeps the Authorization header on a
+redirect from http to https on the same host, another origin.
 """
 
 from __future__ import annotations
@@ -19,19 +28,22 @@ import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urljoin
 from zoneinfo import ZoneInfo
 
 import icalendar
 import recurring_ical_events
 import requests
 from django.conf import settings
+from requests.auth import HTTPBasicAuth
+from requests.utils import requote_uri
 
 from connector.core import metrics
 from connector.core.errors import SourceError
 from connector.core.network import network_error
 from connector.core.records import EventRecord, Window
 from connector.core.trace import NullTrace, Step, Trace
+from connector.validators import is_http_url, shown_url, split_url, url_origin
 
 if TYPE_CHECKING:
     from connector.models import Calendar, Server
@@ -39,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BYTES = 20 * 1024 * 1024  # a calendar file larger than this is refused, not read
+MAX_REDIRECTS = 5  # published links redirect once or twice; a loop ends here
 SENSITIVITY = {"PUBLIC": "Normal", "PRIVATE": "Private", "CONFIDENTIAL": "Confidential"}
 BUSY_STATUS = {
     "FREE": "Free",
@@ -75,6 +88,26 @@ def _session(server: Server, username: str) -> requests.Session:
         return session
 
 
+class OriginBoundAuth(HTTPBasicAuth):
+    """HTTP Basic credentials that a request carries only to one origin.
+
+    requests calls an auth object with the prepared request, whose URL is the one
+    urllib3 connects to; any other origin gets the request without them.
+    """
+
+    def __init__(self, username: str, password: str, origin: tuple[str, str, int] | None) -> None:
+        super().__init__(username, password)
+        self.origin = origin
+
+    def allows(self, url: str) -> bool:
+        return self.origin is not None and url_origin(url) == self.origin
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if request.url is not None and self.allows(request.url):
+            return super().__call__(request)
+        return request
+
+
 class IcsSource:
     """Reads an iCalendar file or URL and expands it in the window."""
 
@@ -90,7 +123,8 @@ class IcsSource:
         elif server.service_account is not None:
             username = server.service_account.username
             password = server.service_account.password
-        self.auth = (username, password) if username else None
+        self.username = username
+        self.auth = OriginBoundAuth(username, password, server.origin) if username else None
         self.upstream_key = f"ics:{server.pk}:{username}"
 
     # -- the one public method ------------------------------------------------------
@@ -115,8 +149,9 @@ class IcsSource:
 
     # -- where the file is ----------------------------------------------------------
     def _locate(self, resource: str) -> str | Path:
-        if _is_url(resource):
-            return resource
+        url = self.server.ics_url(resource)
+        if url is not None:
+            return url
         base = self.server.base_uri.strip()
         if not base:
             self._fail(
@@ -125,11 +160,8 @@ class IcsSource:
                 hint="Give the resource as a full http(s) URL, or set the server's base URI "
                 "to the URL or folder the resources are relative to.",
             )
-        if _is_url(base):
-            if not resource:
-                return base
-            return urljoin(base if base.endswith("/") else base + "/", resource)
-        folder = Path(unquote(urlsplit(base).path) if base.startswith("file:") else base)
+        file_url = split_url(base) if base.startswith("file:") else None
+        folder = Path(unquote(file_url.path) if file_url is not None else base)
         folder = folder.resolve()
         path = (folder / resource).resolve() if resource else folder
         if path != folder and folder not in path.parents:
@@ -180,13 +212,7 @@ class IcsSource:
             if state.last_modified and state.last_modified == last_modified:
                 headers["If-Modified-Since"] = last_modified
         try:
-            response = _session(self.server, self.auth[0] if self.auth else "").get(
-                url,
-                headers=headers,
-                auth=self.auth,
-                timeout=settings.EXCHANGE_REQUEST_TIMEOUT,
-                stream=True,
-            )
+            response = self._get(url, headers, step)
             with response:
                 if response.status_code == 304 and cached is not None:
                     self._count("ok")
@@ -194,7 +220,7 @@ class IcsSource:
                     return cached[2]
                 if response.status_code != 200:
                     self._count("error")
-                    raise self._http_error(response.status_code, url)
+                    raise self._http_error(response.status_code, response.url or url)
                 data = _read_limited(response, url, self)
         except requests.RequestException as exc:
             self._count("error")
@@ -217,6 +243,51 @@ class IcsSource:
             )
         return data
 
+    def _get(self, url: str, headers: dict[str, str], step: Step) -> requests.Response:
+        """GET url, following redirects here so that each hop is checked for credentials."""
+        session = _session(self.server, self.username)
+        for _ in range(MAX_REDIRECTS + 1):
+            if self.auth is not None and not self.auth.allows(url):
+                step.note(
+                    f"credentials not sent to {_safe(url)}: they go only to "
+                    f"{self._origin_text()}, the origin of server {self.server.server_id}"
+                )
+            response = session.get(
+                url,
+                headers=headers,
+                auth=self.auth,
+                timeout=settings.EXCHANGE_REQUEST_TIMEOUT,
+                stream=True,
+                allow_redirects=False,
+            )
+            target = session.get_redirect_target(response)
+            if target is None:
+                return response
+            response.close()
+            location = requote_uri(urljoin(url, target))
+            step.note(f"GET {_safe(url)}: {response.status_code}, redirected to {_safe(location)}")
+            if not is_http_url(location):
+                self._count("error")
+                self._fail(
+                    f"{_safe(url)} redirected to something that is not an http(s) URL.",
+                    code="ics-redirect",
+                    hint="Give the calendar's final http(s) URL as the resource.",
+                )
+            url = location
+        self._count("error")
+        self._fail(
+            f"{_safe(url)}: more than {MAX_REDIRECTS} redirects.",
+            code="ics-redirect",
+            hint="The origin redirects in a loop, or too often: give the final URL.",
+        )
+
+    def _origin_text(self) -> str:
+        origin = self.server.origin
+        if origin is None:
+            return "no origin (the server's base URI is not an http(s) URL)"
+        scheme, host, port = origin
+        return f"{scheme}://{host}:{port}"
+
     def _count(self, outcome: str) -> None:
         metrics.EXCHANGE_REQUESTS.labels(upstream=self.server.server_id, outcome=outcome).inc()
 
@@ -233,6 +304,14 @@ class IcsSource:
 
     def _http_error(self, status: int, url: str) -> SourceError:
         where = _safe(url)
+        if status in (401, 403) and self.auth is not None and not self.auth.allows(url):
+            return SourceError(
+                f"{where} refused access ({status}); the credentials were not sent there.",
+                code=f"http-{status}",
+                hint=f"Credentials go only to the server's own origin ({self._origin_text()}). "
+                "Give the resource as a path under the server's base URI, or give this "
+                "origin a server of its own with its base URI and credentials.",
+            )
         if status in (401, 403):
             return SourceError(
                 f"{where} refused access ({status}).",
@@ -360,17 +439,7 @@ class IcsSource:
         return value.astimezone(dt.UTC)
 
 
-def _is_url(text: str) -> bool:
-    return urlsplit(text).scheme.lower() in ("http", "https")
-
-
-def _safe(url: str) -> str:
-    """A URL fit for messages: no user:password@, no query (published links hide keys there)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"
+_safe = shown_url  # the URL as messages show it: no user:password@, no query
 
 
 def _read_limited(response: requests.Response, url: str, source: IcsSource) -> bytes:

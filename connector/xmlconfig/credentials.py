@@ -13,7 +13,12 @@ new password, secret or secret expiry, or a new one named after the server:
   among the new credentials of the same file) before anything changes;
 - a password or secret left out of the file (an export without secrets)
   keeps the stored one; without a stored one the plan warns that it must be
-  entered in the admin;
+  entered in the admin. An empty <password/> is a password: none (an export
+  with secrets writes it so for an account without one);
+- servers that give a password or secret are matched first (``match_order``):
+  one that gives none then shares what another server of the file gives for
+  the same account, whatever the order of the servers in the file (an export
+  writes them in id order; the order must not change what an import makes);
 - a different password or secret updates the credential only when no other
   server uses it; otherwise a new credential is made, so that the other
   servers keep theirs;
@@ -51,6 +56,19 @@ class CredentialChoice:
         if self.existing is not None:
             return (self.model.__name__, self.existing.pk)
         return (self.model.__name__, f"new:{self.name}")
+
+
+def match_order(specs: list[ServerSpec]) -> list[ServerSpec]:
+    """The servers in the order to match their credentials: those giving a secret first."""
+
+    def gives_none(spec: ServerSpec) -> bool:
+        if isinstance(spec.auth, HttpAuth):
+            return spec.auth.password is None
+        if isinstance(spec.auth, OAuth):
+            return spec.auth.client_secret is None
+        return False
+
+    return sorted(specs, key=gives_none)  # stable: the file's order within each group
 
 
 class CredentialMatcher:
@@ -146,6 +164,11 @@ class CredentialMatcher:
                         ["password"],
                     )
                 )
+        if auth.password == "":
+            self.warnings.append(
+                f"server {spec.server_id}: the file gives an empty password for "
+                f"{auth.username}; enter it in the admin (Service accounts) if Exchange needs one"
+            )
         choice = CredentialChoice(
             ServiceAccount,
             None,

@@ -23,7 +23,7 @@ from accounts.models import AppRegistration, ServiceAccount
 from connector.models import Alarm, Calendar, Filter, Resource, Server
 from connector.models.servers import EXCHANGE_ONLINE_EWS_WARNING
 from connector.xmlconfig import params as P
-from connector.xmlconfig.credentials import CredentialChoice, CredentialMatcher
+from connector.xmlconfig.credentials import CredentialChoice, CredentialMatcher, match_order
 from connector.xmlconfig.reader import CalendarSpec, Configuration, HttpAuth, ServerSpec
 
 Action = Literal["add", "change", "remove"]
@@ -196,11 +196,15 @@ def make_plan(config: Configuration) -> Plan:
         )
     }
     credentials = CredentialMatcher(plan.warnings)
+    choices = {
+        spec.server_id: credentials.for_server(spec, servers.get(spec.server_id))
+        for spec in match_order(config.servers)
+    }
 
     server_changes: list[Change] = []
     for spec in config.servers:
         current = servers.get(spec.server_id)
-        choice = credentials.for_server(spec, current)
+        choice = choices[spec.server_id]
         plan.credentials[spec.server_id] = choice
         if current is None:
             plan.servers_to_write.add(spec.server_id)

@@ -57,6 +57,53 @@ def _parser(recover: bool = False) -> etree.XMLParser:
     )
 
 
+# libxml2 follows some messages with the text it could not read (up to the end
+# of the file for an unterminated section): a message keeps its first line, this long.
+_MESSAGE_LENGTH = 160
+_OPEN_SECTION = {
+    "ERR_CDATA_NOT_FINISHED": (
+        b"<![CDATA[",
+        b"]]>",
+        "a CDATA section (<![CDATA[) is never closed with ]]>",
+    ),
+    "ERR_COMMENT_NOT_FINISHED": (b"<!--", b"-->", "a comment (<!--) is never closed with -->"),
+}
+
+
+def _syntax_problems(
+    data: bytes, errors: list[etree._LogEntry], exc: etree.XMLSyntaxError
+) -> list[Problem]:
+    """One short "malformed XML" problem per error, not the file's text that follows it."""
+    for entry in errors:
+        section = _OPEN_SECTION.get(entry.type_name)
+        if section is not None:
+            # The parser reports the end of the file; the reader needs where it opens.
+            # Everything after it is swallowed, so the later errors say nothing more.
+            opening, closing, message = section
+            return [Problem(_unclosed_line(data, opening, closing), f"malformed XML: {message}")]
+    problems = [Problem(entry.line or 1, _malformed(entry.message)) for entry in errors]
+    return problems or [Problem(exc.lineno or 1, _malformed(exc.msg))]
+
+
+def _malformed(message: str) -> str:
+    lines = (message or "").strip().splitlines()
+    first = lines[0].strip() if lines else "unreadable"
+    if len(first) > _MESSAGE_LENGTH:
+        first = first[: _MESSAGE_LENGTH - 3] + "..."
+    return f"malformed XML: {first}"
+
+
+def _unclosed_line(data: bytes, opening: bytes, closing: bytes) -> int:
+    """The line of the first section opened and never closed (1 when none is found)."""
+    position = 0
+    while (start := data.find(opening, position)) >= 0:
+        end = data.find(closing, start + len(opening))
+        if end < 0:
+            return _line_of(data, start)
+        position = end + len(closing)
+    return 1
+
+
 def parse_xml(data: bytes) -> etree._Element:
     """The root element, or ConfigError; never expands an entity or fetches anything."""
     limit = settings.CONFIG_MAX_BYTES
@@ -87,10 +134,7 @@ def parse_xml(data: bytes) -> etree._Element:
             # name makes them harmless, so read the file anyway.
             root = etree.fromstring(data, _parser(recover=True))
         else:
-            raise ConfigError(
-                [Problem(entry.line or 1, f"malformed XML: {entry.message}") for entry in errors]
-                or [Problem(exc.lineno or 1, f"malformed XML: {exc.msg}")]
-            ) from None
+            raise ConfigError(_syntax_problems(data, errors, exc)) from None
     if root is None:
         raise ConfigError([Problem(1, "malformed XML: no root element")])
     if root.getroottree().docinfo.doctype:

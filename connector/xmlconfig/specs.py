@@ -41,7 +41,7 @@ class HttpAuth:
 
     scheme: str
     username: str
-    password: str | None  # None: not in the file (kept when the account exists)
+    password: str | None  # None: not in the file (kept when the account exists); "": none
     line: int
     lines: dict[str, int] = field(default_factory=dict)  # model field → line
 

@@ -139,7 +139,9 @@ class Reader(ElementReader):
         return HttpAuth(
             scheme=scheme,
             username=found.get("username", ""),
-            password=found.get("password") or None,
+            # Absent: keep the stored one. Present but empty: the account has none (an
+            # export with secrets writes it so, or it would come back as another's).
+            password=found.get("password"),
             line=element.sourceline or 1,
             lines={"username": found_lines.get("username", element.sourceline or 1)},
         )

@@ -53,7 +53,9 @@ def _attributes(attributes: dict[str, str]) -> str:
 
 
 def _text(value: str) -> str:
-    return escape(value)
+    # A parser reads a raw carriage return as a line feed (XML end-of-line handling):
+    # written as a character reference, a password with one comes back as it was.
+    return escape(value, {"\r": "&#13;"})
 
 
 def export_configuration(
@@ -113,7 +115,9 @@ def _write_server(out: _Writer, server: Server, include_secrets: bool) -> None:
         out.element("scc:scheme", server.http_scheme)
         out.open("scc:credentials")
         out.element("scc:username", account.username)
-        if include_secrets and account.password:
+        if include_secrets:
+            # Even empty (<scc:password/>): left out, it would mean "keep the stored one",
+            # and the import could give this server another account of the same username.
             out.element("scc:password", account.password)
         out.close("scc:credentials")
         out.close("scc:authentication")

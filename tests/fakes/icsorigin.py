@@ -1,8 +1,10 @@
 """A tiny origin of iCalendar files (an Outlook "publish calendar" link, another feed).
 
 Serves ``files`` by path with ``ETag`` and ``Last-Modified``, answers ``304``
-to ``If-None-Match``/``If-Modified-Since`` when nothing changed, and can ask
-for HTTP Basic credentials.
+to ``If-None-Match``/``If-Modified-Since`` when nothing changed, can ask
+for HTTP Basic credentials, and redirects the paths of ``redirects``. Every
+request is logged with its headers, so a test sees whether an Authorization
+header reached it (``authorizations()``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class FakeIcsOrigin(FakeHTTPServer):
         self.files: dict[str, tuple[bytes, float]] = {}  # path -> (body, modified time)
         self.credentials: tuple[str, str] | None = None
         self.send_validators = True  # False: an origin without ETag/Last-Modified
+        self.redirects: dict[str, tuple[int, str]] = {}  # path -> (status, Location)
 
     def put(self, path: str, body: str | bytes, *, modified: float | None = None) -> None:
         data = body.encode("utf-8") if isinstance(body, str) else body
@@ -37,7 +40,17 @@ class FakeIcsOrigin(FakeHTTPServer):
         wanted = "/" + path.lstrip("/")
         return [r for r in list(self.requests) if r.path == wanted]
 
+    def redirect(self, path: str, location: str, *, status: int = 302) -> None:
+        self.redirects["/" + path.lstrip("/")] = (status, location)
+
+    def authorizations(self) -> list[str]:
+        """The Authorization header of every request received ("" when there was none)."""
+        return [r.header("authorization") for r in list(self.requests)]
+
     def handle(self, request: Request) -> Response:
+        if request.path in self.redirects:
+            status, location = self.redirects[request.path]
+            return Response(status, b"", headers={"Location": location})
         if self.credentials is not None:
             expected = base64.b64encode(":".join(self.credentials).encode()).decode()
             if request.header("authorization") != f"Basic {expected}":

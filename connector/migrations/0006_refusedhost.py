@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("connector", "0004_refresh_claim_owner"),
+        ("connector", "0005_feed_key_rule"),
     ]
 
     operations = [

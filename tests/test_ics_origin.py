@@ -20,9 +20,10 @@ from connector.core.errors import SourceError
 from connector.core.trace import Trace
 from connector.models import Calendar, Filter, Resource, Server
 from connector.services.refresh import refresh_calendars
-from connector.sources.ics import IcsSource, clear_cache
+from connector.sources.ics import IcsSource
 from connector.validators import url_origin
 from tests.fakes.icsorigin import FakeIcsOrigin
+from tests.fixtures.icsorigin import published_origin
 from tests.fixtures.users import TEST_PASSWORD
 from tests.test_source_ics import calendar_text, window
 
@@ -33,14 +34,8 @@ BASIC = "Basic " + base64.b64encode(f"signage:{FAKE_PASSWORD}".encode()).decode(
 @pytest.fixture
 def origin() -> Iterator[FakeIcsOrigin]:
     """The server's own origin, which asks for the service account."""
-    clear_cache()
-    fake = FakeIcsOrigin()
-    fake.credentials = ("signage", FAKE_PASSWORD)
-    fake.put("/published/room.ics", calendar_text())
-    fake.start()
-    yield fake
-    fake.stop()
-    clear_cache()
+    with published_origin("signage", FAKE_PASSWORD) as fake:
+        yield fake
 
 
 @pytest.fixture(params=[False, True], ids=["http", "https"])

@@ -25,9 +25,8 @@ from hypothesis import strategies as st
 from accounts.models import AppRegistration, ServiceAccount
 from connector.models import Calendar, Filter, Resource, Server
 from connector.services.refresh import refresh_calendars
-from connector.sources.ics import clear_cache
 from tests.fakes.icsorigin import FakeIcsOrigin
-from tests.test_source_ics import calendar_text
+from tests.fixtures.icsorigin import published_origin
 
 PASSWORD = "fake-secret-surface-account-pw"
 CALENDAR_PASSWORD = "fake-secret-surface-calendar-pw"
@@ -63,14 +62,8 @@ class Site:
 
 @pytest.fixture
 def origin() -> Iterator[FakeIcsOrigin]:
-    clear_cache()
-    fake = FakeIcsOrigin()
-    fake.credentials = ("signage", PASSWORD)
-    fake.put("/published/room.ics", calendar_text())
-    fake.start()
-    yield fake
-    fake.stop()
-    clear_cache()
+    with published_origin("signage", PASSWORD) as fake:
+        yield fake
 
 
 @pytest.fixture

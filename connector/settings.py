@@ -351,6 +351,15 @@ FEED_REFRESH_TIMEOUT = _positive_int("FEED_REFRESH_TIMEOUT", 10)  # seconds a fe
 EXCHANGE_REQUEST_TIMEOUT = _positive_int("EXCHANGE_REQUEST_TIMEOUT", 20)  # one HTTP call
 GRAPH_MAX_CONCURRENCY = _positive_int("GRAPH_MAX_CONCURRENCY", 4)  # per app registration
 EWS_MAX_CONCURRENCY = _positive_int("EWS_MAX_CONCURRENCY", 8)  # per account
+# gssnegotiate (Kerberos): the realm and its domain controllers when DNS does not tell them.
+KERBEROS_REALM = str(_read("KERBEROS_REALM", str, "")).strip().upper()
+KERBEROS_KDC = [
+    kdc.strip()
+    for kdc in _read("KERBEROS_KDC", list, [])  # type: ignore[attr-defined]
+    if kdc.strip()
+]
+if KERBEROS_KDC and not KERBEROS_REALM:
+    raise ImproperlyConfigured("KERBEROS_KDC needs KERBEROS_REALM (the realm those KDCs serve)")
 Q_WORKERS = _positive_int("Q_WORKERS", 4)
 SECRET_EXPIRY_WARNING_DAYS = _positive_int("SECRET_EXPIRY_WARNING_DAYS", 30)
 # The admin's sign-in (django-axes): failures of one username from one address, then

@@ -40,6 +40,11 @@ What it relies on, as of exchangelib 5.5.1 to 5.6.0:
   ``token`` every session of the Protocol adds to its requests; and
   ``Protocol.create_oauth2_session``, which fetches a token itself only when the
   session got none, and renews it on its own only with a client secret (MsalCredentials).
+- ``Protocol.create_session()``, which for GSSAPI gives the session an auth that
+  ignores the credentials; KerberosProtocol replaces that auth by one with the
+  service account's own ticket (kerberos.py, which relies on requests-gssapi's
+  ``generate_request_header``, ``handle_response`` and ``context``, checked by
+  tests/test_kerberos.py).
 - ``Version.guess(protocol, api_version_hint)``, which probes with a ConvertId from
   ``ConvertId.supported_api_versions()[0]`` down and raises
   ``TransportError("No valid version headers ...")`` when no answer names a
@@ -62,6 +67,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -79,10 +85,12 @@ from exchangelib.items import ID_ONLY, SHALLOW, CalendarItem
 from exchangelib.properties import CalendarView, DistinguishedFolderId
 from exchangelib.protocol import FaultTolerance, Protocol
 from exchangelib.services import ConvertId, FindItem, GetItem
+from exchangelib.transport import GSSAPI
 from exchangelib.util import TNS, is_xml
 from exchangelib.version import EXCHANGE_2010, Version
 
 from connector.core.errors import SourceError
+from connector.sources.ews import kerberos
 from connector.sources.ews.errors import EwsHttpError
 from connector.sources.ews.mapping import RawTimes, raw_instant, zone_of
 
@@ -345,10 +353,37 @@ def open_protocol(config: Configuration) -> Protocol:
         del Protocol[config]
     except KeyError:
         pass
-    protocol = Protocol(config=config)
+    kind = KerberosProtocol if config.auth_type == GSSAPI else Protocol
+    protocol = kind(config=config)
     protocol.TIMEOUT = settings.EXCHANGE_REQUEST_TIMEOUT
     protocol.RETRY_WAIT = RETRY_WAIT
     return protocol
+
+
+class KerberosProtocol(Protocol):
+    """gssnegotiate: every session authenticates with the service account's own ticket.
+
+    exchangelib's GSSAPI sessions rely on a ticket obtained outside the process
+    (``kinit``, a keytab) and ignore the configured password; this one asks the
+    KDC itself (connector/sources/ews/kerberos.py). Overrides ``create_session``.
+    """
+
+    def create_session(self) -> Any:
+        host = urlsplit(self.service_endpoint).hostname or self.service_endpoint
+        if not kerberos.available():
+            raise kerberos.not_installed(host)
+        session = super().create_session()
+        with _tickets_lock:
+            tickets = getattr(self, "_kerberos_tickets", None)
+            if tickets is None:
+                tickets = kerberos.Tickets(self.credentials.username, self.credentials.password)
+                self._kerberos_tickets = tickets
+        session.auth = kerberos.KerberosAuth(tickets)
+        return session
+
+
+# One ticket per protocol (endpoint and account), shared by its sessions.
+_tickets_lock = threading.Lock()
 
 
 # -- the OAuth token: msal's, whatever exchangelib does ------------------------------------

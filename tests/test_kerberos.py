@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import time
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -178,8 +179,8 @@ def test_clock_skew_is_named(db: None) -> None:
 def test_a_long_running_process_asks_for_a_new_ticket_when_the_password_changes(
     db: None, kdc: Kdc, exchange: FakeExchange
 ) -> None:
-    """The ticket lives in memory; a process that kept one still reads after a restart of
-    the pool, and a changed password is reported, not retried with the old ticket forever."""
+    """A password changed in Active Directory is reported at the next new ticket, and the
+    new password entered in the admin is used from the next read."""
     server = server_for(exchange, f"svc-rooms@{REALM}")
     with kerberos_settings(kdc):
         assert read(server) == ["Kerberos review"]
@@ -195,6 +196,32 @@ def test_a_long_running_process_asks_for_a_new_ticket_when_the_password_changes(
             assert read(server) == ["Kerberos review"]
         finally:
             kdc.set_password("svc-rooms", PASSWORD)
+
+
+def test_a_ticket_about_to_expire_is_replaced_without_a_failed_read(
+    db: None, kdc: Kdc, exchange: FakeExchange, caplog: pytest.LogCaptureFixture, monkeypatch
+) -> None:
+    """A process that runs for months outlives every ticket: the pooled connection asks the
+    KDC again when its ticket has less than RENEW_BEFORE left, before a request fails."""
+    from connector.sources.ews import kerberos
+
+    kdc.add_user("svc-short", PASSWORD)
+    kdc._admin('modprinc -maxlife "12 seconds" svc-short')
+    exchange.add_user(f"svc-short@{REALM}", "", "kerberos", mailbox="", rooms=[ROOM])
+    monkeypatch.setattr(kerberos, "RENEW_BEFORE", 4)
+    server = server_for(exchange, f"svc-short@{REALM}")
+    source = open_source(server)
+    caplog.set_level("INFO", logger="connector.sources.ews.kerberos")
+    try:
+        with kerberos_settings(kdc):
+            assert [r.subject for r in source.fetch(ROOM, week())] == ["Kerberos review"]
+            time.sleep(9)  # 3 s of the ticket left: less than RENEW_BEFORE
+            exchange.auth.forget_connections()  # a new connection needs a new handshake
+            assert [r.subject for r in source.fetch(ROOM, week())] == ["Kerberos review"]
+    finally:
+        reset_pool()
+    tickets = [r for r in caplog.records if r.getMessage().startswith("Kerberos: new ticket")]
+    assert len(tickets) == 2
 
 
 def test_the_console_command_names_the_kerberos_failure(

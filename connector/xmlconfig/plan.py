@@ -253,6 +253,11 @@ def make_plan(
         named.add(calendar_spec.calendar_id)
         current_calendar = calendars.get(calendar_spec.calendar_id)
         wanted = _wanted_calendar_state(calendar_spec, current_calendar)
+        if wanted["username"] and calendar_spec.password is None and not wanted["password"]:
+            plan.warnings.append(
+                f"calendar {calendar_spec.calendar_id}: the file gives no password for "
+                f"{wanted['username']}; enter it in the admin (Calendars) before it can refresh"
+            )
         if current_calendar is None:
             plan.calendars_to_write.add(calendar_spec.calendar_id)
             rooms = len(calendar_spec.resources)

@@ -1,6 +1,7 @@
 """Models of the connector: configuration (servers, calendars) and state (snapshots)."""
 
 from connector.models.calendars import Alarm, Calendar, Filter, Resource
+from connector.models.fetches import FeedFetch
 from connector.models.servers import Server
 from connector.models.state import (
     MailboxState,
@@ -13,6 +14,7 @@ from connector.models.state import (
 __all__ = [
     "Alarm",
     "Calendar",
+    "FeedFetch",
     "Filter",
     "MailboxState",
     "RefreshStatus",

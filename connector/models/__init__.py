@@ -1,6 +1,7 @@
 """Models of the connector: configuration (servers, calendars) and state (snapshots)."""
 
 from connector.models.calendars import Alarm, Calendar, Filter, Resource
+from connector.models.fetches import FeedFetch
 from connector.models.revisions import ConfigRevision
 from connector.models.servers import Server
 from connector.models.state import (
@@ -15,6 +16,7 @@ __all__ = [
     "Alarm",
     "Calendar",
     "ConfigRevision",
+    "FeedFetch",
     "Filter",
     "MailboxState",
     "RefreshStatus",

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connector', '0006_refusedhost'),
+        ('connector', '0007_feed_fetch'),
     ]
 
     operations = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from pathlib import Path
 
@@ -9,54 +10,22 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 
 from accounts.models import ServiceAccount
 from connector import xmlconfig
-from connector.models import Calendar, ConfigRevision, Server
-from tests.xmlconfig_helpers import configuration_dump, full_dump, read
-
-HQ = """
-    <scc:server id="{id}" type="ews">
-      <scc:baseuri>https://mail.contoso.example</scc:baseuri>
-      <scc:authentication type="http-authentication">
-        <scc:credentials>
-          <scc:username>delegate@contoso.example</scc:username>
-          <scc:password>{password}</scc:password>
-        </scc:credentials>
-      </scc:authentication>
-    </scc:server>"""
-
-CALENDAR = """
-    <scc:calendar id="{id}" server="url(#{server})">
-      <param name="resource">{id}@contoso.example</param>{params}
-    </scc:calendar>"""
-
-
-def configuration(servers: list[str], calendars: list[str]) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<fcc:configuration xmlns:fcc="urn:ews-calendar:configuration" '
-        'xmlns:scc="urn:ews-calendar:configuration">\n'
-        f"  <fcc:servers>{''.join(servers)}\n  </fcc:servers>\n"
-        f"  <fcc:calendars>{''.join(calendars)}\n  </fcc:calendars>\n"
-        "</fcc:configuration>\n"
-    ).encode()
-
-
-def server(server_id: str = "hq", password: str = "fake-secret-hq-1") -> str:
-    return HQ.format(id=server_id, password=password)
-
-
-def calendar(calendar_id: str, params: str = "", server_id: str = "hq") -> str:
-    return CALENDAR.format(id=calendar_id, server=server_id, params=params)
-
-
-HALL_OWN_ACCOUNT = (
-    '\n      <param name="username">hall-reader@contoso.example</param>'
-    '\n      <param name="password">fake-secret-hall-reader</param>'
+from connector.models import Calendar, ConfigRevision, FeedFetch, Server
+from connector.services import fetches
+from tests.xmlconfig_helpers import (
+    BASE,
+    ONLY_LOBBY,
+    calendar,
+    configuration,
+    configuration_dump,
+    full_dump,
+    read,
+    server,
 )
-BASE = configuration([server()], [calendar("lobby"), calendar("hall", HALL_OWN_ACCOUNT)])
-ONLY_LOBBY = configuration([server()], [calendar("lobby")])
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> str:
@@ -281,3 +250,27 @@ def test_a_merge_plan_is_not_the_whole_plan(db: None) -> None:
         xmlconfig.import_configuration(ONLY_LOBBY, expected_fingerprint=merge.fingerprint())
 
     assert Calendar.objects.filter(calendar_id="hall").exists()
+
+
+def test_the_feeds_an_import_removes_come_with_their_players_last_fetch(
+    db: None, tmp_path: Path
+) -> None:
+    xmlconfig.import_configuration(
+        configuration([server()], [calendar("lobby"), calendar("hall"), calendar("atrium")])
+    )
+    fetches.forget()
+    assert fetches.record_fetch(
+        "hall", client="10.0.0.5", path="/ical/hall.ics", user_agent="player/1", status=200
+    )
+    FeedFetch.objects.filter(calendar_id="hall").update(
+        at=timezone.now() - dt.timedelta(minutes=2, seconds=5)
+    )
+
+    out = run("import_config", "--dry-run", write(tmp_path, "lobby.xml", ONLY_LOBBY))
+
+    assert "feed disappears: /ical/atrium.ics: never fetched" in out
+    assert (
+        "feed disappears: /ical/hall.ics: players fetched /ical/hall.ics 2 minutes ago "
+        "from 10.0.0.5 (status 200)"
+    ) in out
+    assert "/ical/lobby.ics" not in out

@@ -367,6 +367,8 @@ SECRET_EXPIRY_WARNING_DAYS = _positive_int("SECRET_EXPIRY_WARNING_DAYS", 30)
 LOGIN_FAILURE_LIMIT = _positive_int("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_LOCKOUT_MINUTES = _positive_int("LOGIN_LOCKOUT_MINUTES", 15)
 CONFIG_MAX_BYTES = _positive_int("CONFIG_MAX_BYTES", 1024 * 1024)
+# Revisions kept of the configuration each import replaced (manage.py restore_config).
+CONFIG_REVISIONS_KEPT = _positive_int("CONFIG_REVISIONS_KEPT", 50)
 
 Q_CLUSTER: dict[str, object] = {
     "name": "ews-calendar",

@@ -23,4 +23,6 @@ def legacy_feed(request: HttpRequest) -> HttpResponse:
         return counted(request, text_response(404, "Give the calendar as ?calendarId=<id>."))
     if request.GET.get("debug", "").lower() == "yes":
         return counted(request, debug_trace(request, calendar_id))
-    return feed_response(request, calendar_id)
+    return feed_response(
+        request, calendar_id, shown_path=f"{request.path}?calendarId={calendar_id}"
+    )

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connector', '0006_refusedhost'),
+        ('connector', '0008_config_revision'),
     ]
 
     operations = [

@@ -158,7 +158,7 @@ def test_console_shows_the_failing_step_and_hint(
     client.login(username="staff", password=TEST_PASSWORD)
 
     page = client.get("/console/lobby/")
-    text = htmllib.unescape(page.content.decode())
+    text = htmllib.unescape(b"".join(page.streaming_content).decode())
     assert page.status_code == 200
     assert 'data-outcome="failing"' in text
     failed = re.search(r"Failed at the (\w+) step:</strong>(.*?)<code>(.*?)</code>", text, re.S)

@@ -20,7 +20,6 @@ from tests.fixtures.feed import parse_feed
 from tests.fixtures.identity import GRAPH_CLIENT_ID
 from tests.fixtures.users import TEST_PASSWORD
 
-
 # The console's fetch runs in a thread of its own, with its own database connection.
 pytestmark = pytest.mark.django_db(transaction=True)
 

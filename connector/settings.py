@@ -349,6 +349,8 @@ if REDIS_URL and REDIS_URL.partition("://")[0] not in ("redis", "rediss", "unix"
 REFRESH_TIMEOUT = _positive_int("REFRESH_TIMEOUT", 60)  # seconds a background refresh may take
 FEED_REFRESH_TIMEOUT = _positive_int("FEED_REFRESH_TIMEOUT", 10)  # seconds a feed request waits
 EXCHANGE_REQUEST_TIMEOUT = _positive_int("EXCHANGE_REQUEST_TIMEOUT", 20)  # one HTTP call
+# seconds the test console (and manage.py test_calendar) takes at most to answer
+CONSOLE_BUDGET_SECONDS = _positive_int("CONSOLE_BUDGET_SECONDS", 15)
 GRAPH_MAX_CONCURRENCY = _positive_int("GRAPH_MAX_CONCURRENCY", 4)  # per app registration
 EWS_MAX_CONCURRENCY = _positive_int("EWS_MAX_CONCURRENCY", 8)  # per account
 # gssnegotiate (Kerberos): the realm and its domain controllers when DNS does not tell them.

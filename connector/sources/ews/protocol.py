@@ -89,6 +89,7 @@ from exchangelib.transport import GSSAPI
 from exchangelib.util import TNS, is_xml
 from exchangelib.version import EXCHANGE_2010, Version
 
+from connector.core import budget
 from connector.core.errors import SourceError
 from connector.sources.ews import kerberos
 from connector.sources.ews.errors import EwsHttpError
@@ -116,7 +117,9 @@ class RefreshRetryPolicy(FaultTolerance):
     only while the wait fits before the deadline; beyond, it gives up at once rather
     than sleeping past the refresh's time bound. An HTTP error that is not SOAP
     fails at once with its status: FaultTolerance would take a 401 for throttling and
-    retry a wrong password until max_wait.
+    retry a wrong password until max_wait. Inside a budget without retries (the test
+    console, connector.core.budget) it fails fast: a busy Exchange is tried once and
+    its ErrorServerBusy, with the BackOffMilliseconds it asked for, is the answer.
     """
 
     def __init__(self) -> None:
@@ -131,6 +134,21 @@ class RefreshRetryPolicy(FaultTolerance):
             yield
         finally:
             self._local.deadline = previous
+
+    @property
+    def fail_fast(self) -> bool:
+        return not budget.retries_allowed()
+
+    @property
+    def back_off_until(self) -> dt.datetime | None:
+        if not budget.retries_allowed():
+            return None  # tried once: no waiting for an earlier back-off either
+        until: dt.datetime | None = super().back_off_until
+        return until
+
+    @back_off_until.setter
+    def back_off_until(self, value: dt.datetime | None) -> None:
+        FaultTolerance.back_off_until.fset(self, value)  # type: ignore[attr-defined]
 
     def back_off(self, seconds: float | None) -> None:
         wait = self.DEFAULT_BACKOFF if seconds is None else seconds
@@ -311,7 +329,9 @@ def calendar_view(
     account: Account, folder: Any, start: dt.datetime, end: dt.datetime
 ) -> tuple[list[tuple[Any, RawTimes]], bool]:
     """The items of one CalendarView with their raw times; and whether Exchange cut it short."""
-    service = CalendarViewItems(account=account, timeout=settings.EXCHANGE_REQUEST_TIMEOUT)
+    service = CalendarViewItems(
+        account=account, timeout=budget.timeout(settings.EXCHANGE_REQUEST_TIMEOUT)
+    )
     view = CalendarView(
         start=EWSDateTime.from_datetime(start.astimezone(dt.UTC)),
         end=EWSDateTime.from_datetime(end.astimezone(dt.UTC)),
@@ -337,7 +357,9 @@ def items_with_bodies(
 ) -> Iterable[Any]:
     """Each item (or the exception of an item gone since), in the order of ``ids``."""
     service = ItemsWithBodies(
-        account=account, chunk_size=GET_ITEM_CHUNK, timeout=settings.EXCHANGE_REQUEST_TIMEOUT
+        account=account,
+        chunk_size=GET_ITEM_CHUNK,
+        timeout=budget.timeout(settings.EXCHANGE_REQUEST_TIMEOUT),
     )
     return service.call(**get_item_arguments(ids, body_field))
 

@@ -200,6 +200,7 @@ def failure(text: str, *, account: str, realm: str, host: str) -> SourceError:
                 code=row.code,
                 hint=row.hint.format(**names),
                 step="connect",
+                upstream=row.code,
             )
     return SourceError(
         f"Kerberos failed for {account}: {text.strip()}",

@@ -41,6 +41,9 @@ class FakeApp:
     secret: str
     expired: bool = False
     display_name: str = "ews-calendar signage"
+    # Application permissions granted with admin consent: the ``roles`` claim of its
+    # app-only tokens (Entra ID puts each consented app role of the resource there).
+    roles: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -88,14 +91,35 @@ class FakeIdentityPlatform(FakeHTTPServer):
         self.tenants[tenant_id] = tenant
         return tenant
 
-    def add_app(self, tenant: str, client_id: str, secret: str, expired: bool = False) -> FakeApp:
+    def add_app(
+        self,
+        tenant: str,
+        client_id: str,
+        secret: str,
+        expired: bool = False,
+        *,
+        roles: list[str] | None = None,
+    ) -> FakeApp:
         fake_tenant = self.add_tenant(tenant)
         app = FakeApp(fake_tenant.tenant_id, client_id, secret, expired=expired)
+        app.roles = list(roles or [])
         self.apps.append(app)
         return app
 
     def add_user(self, tenant: str, account: str) -> None:
         self.add_tenant(tenant).users.add(account.lower())
+
+    def set_roles(self, client_id: str, roles: list[str]) -> None:
+        """The application permissions consented for the app: its tokens' ``roles`` claim."""
+        for app in self.apps:
+            if app.client_id == client_id:
+                app.roles = list(roles)
+
+    def set_secret(self, client_id: str, secret: str) -> None:
+        """The app's (only) valid client secret becomes ``secret``, not expired."""
+        for app in self.apps:
+            if app.client_id == client_id:
+                app.secret, app.expired = secret, False
 
     def expire_secret(self, client_id: str) -> None:
         for app in self.apps:
@@ -327,7 +351,7 @@ class FakeIdentityPlatform(FakeHTTPServer):
         self, tenant: FakeTenant, app: FakeApp, scope: str, *, account: str, nonce: str = ""
     ) -> Response:
         audience = scope.removesuffix("/.default") if scope.endswith("/.default") else scope
-        token = "fake-access-" + secrets.token_urlsafe(32)
+        token = _access_token(self, tenant, app, audience, account)
         issued = IssuedToken(
             token=token,
             tenant_id=tenant.tenant_id,
@@ -405,3 +429,39 @@ def _id_token(tenant: FakeTenant, app: FakeApp, account: str, nonce: str) -> str
     if nonce:
         claims["nonce"] = nonce
     return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+
+
+def _access_token(
+    identity: FakeIdentityPlatform, tenant: FakeTenant, app: FakeApp, audience: str, account: str
+) -> str:
+    """A JWT-shaped access token, as Entra ID issues for Graph and Exchange Online.
+
+    Its claims are the ones an administrator reads (https://learn.microsoft.com/
+    entra/identity-platform/access-token-claims-reference): ``aud``, ``iss``,
+    ``tid``, ``appid``, ``exp``, and ``roles`` (the application permissions
+    consented, app-only tokens) or ``scp`` (delegated). The signature is random
+    bytes: resources here check the token by looking it up, and clients must
+    never rely on reading it (Microsoft: access tokens are opaque to clients).
+    """
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "aud": audience,
+        "iss": f"https://sts.windows.net/{tenant.tenant_id}/",
+        "iat": now,
+        "nbf": now,
+        "exp": now + identity.expires_in,
+        "appid": app.client_id,
+        "app_displayname": app.display_name,
+        "tid": tenant.tenant_id,
+        "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, account or app.client_id)),
+        "uti": secrets.token_urlsafe(16),
+        "ver": "1.0",
+    }
+    if account:
+        claims["upn"] = account
+        claims["scp"] = "Calendars.Read.Shared EWS.AccessAsUser.All"
+    elif app.roles:
+        claims["roles"] = list(app.roles)
+    header = {"typ": "JWT", "alg": "RS256", "kid": "fake-key"}
+    signature = base64.urlsafe_b64encode(secrets.token_bytes(64)).rstrip(b"=").decode()
+    return f"{_b64(header)}.{_b64(claims)}.{signature}"

@@ -44,6 +44,15 @@ class FakeApp:
     # Application permissions granted with admin consent: the ``roles`` claim of its
     # app-only tokens (Entra ID puts each consented app role of the resource there).
     roles: list[str] = field(default_factory=list)
+    # Entra ID keeps several client secrets per app, each valid until it expires or is
+    # deleted: a new secret works while the old one still does (rotation).
+    other_secrets: list[str] = field(default_factory=list)
+
+    def accepts(self, secret: str) -> bool:
+        return any(
+            secrets.compare_digest(secret.encode(), known.encode())
+            for known in (self.secret, *self.other_secrets)
+        )
 
 
 @dataclass
@@ -52,6 +61,7 @@ class FakeTenant:
     tenant_id: str
     display_name: str
     users: set[str] = field(default_factory=set)  # accounts that may sign in (delegated)
+    other_domains: set[str] = field(default_factory=set)  # verified custom domains
 
 
 @dataclass
@@ -121,6 +131,12 @@ class FakeIdentityPlatform(FakeHTTPServer):
             if app.client_id == client_id:
                 app.secret, app.expired = secret, False
 
+    def add_secret(self, client_id: str, secret: str) -> None:
+        """A second client secret for the app (Certificates & secrets → New client secret)."""
+        for app in self.apps:
+            if app.client_id == client_id:
+                app.other_secrets.append(secret)
+
     def expire_secret(self, client_id: str) -> None:
         for app in self.apps:
             if app.client_id == client_id:
@@ -138,9 +154,19 @@ class FakeIdentityPlatform(FakeHTTPServer):
     def find_tenant(self, name: str) -> FakeTenant | None:
         lowered = name.lower()
         for tenant in self.tenants.values():
-            if lowered in (tenant.tenant_id, tenant.domain.lower()):
+            if lowered in (tenant.tenant_id, tenant.domain.lower(), *tenant.other_domains):
                 return tenant
         return None
+
+    def add_domain(self, tenant: str, domain: str) -> None:
+        """A custom domain verified in the tenant (Entra ID → Custom domain names).
+
+        login.microsoftonline.com serves a tenant's OpenID configuration under each
+        of its verified domains as under its GUID, and answers 400 AADSTS90002 for
+        a domain no tenant holds (Microsoft identity platform error codes:
+        https://learn.microsoft.com/entra/identity-platform/reference-error-codes).
+        """
+        self.add_tenant(tenant).other_domains.add(domain.lower())
 
     # -- what resources ask -----------------------------------------------------------
     def token_info(self, token: str) -> IssuedToken | None:
@@ -246,7 +272,7 @@ class FakeIdentityPlatform(FakeHTTPServer):
                 "installed by the administrator of the tenant or consented to by any user in "
                 "the tenant. You may have sent your authentication request to the wrong tenant.",
             )
-        if not secrets.compare_digest(secret.encode(), app.secret.encode()):
+        if not app.accepts(secret):
             return self._error(
                 401,
                 "invalid_client",

@@ -283,6 +283,26 @@ class AppRegistrationAdmin(SecretsAdmin):
     class Media:
         js = ("accounts/tenant_lookup.js",)
 
+    # What only someone who may change the registration can use.
+    EDITING_HELPERS = frozenset(
+        {"tenant_lookup", "new_client_secret", "new_secret_expires", "verify"}
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [f for f in options["fields"] if f not in self.EDITING_HELPERS],
+                },
+            )
+            for name, options in fieldsets
+        ]
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[AppRegistration]:
         return (
             super()

@@ -340,5 +340,9 @@ def test_a_view_only_page_shows_no_secret(
     viewer = User.objects.create_user("viewer", password=TEST_PASSWORD, is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_appregistration"))
     client.login(username="viewer", password=TEST_PASSWORD)
-    page = client.get(change_url(app_registration)).content.decode()
+    answer = client.get(change_url(app_registration))
+    assert answer.status_code == 200
+    page = answer.content.decode()
     assert GRAPH_SECRET not in page
+    assert "new client secret" not in page  # nothing to enter on a view-only page
+    assert "Look up the tenant id" not in page

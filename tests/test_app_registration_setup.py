@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.contrib.auth.models import Permission, User
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -217,6 +218,10 @@ def test_a_wrong_new_secret_keeps_the_old_one_working_and_says_why(
     app_registration.refresh_from_db()
     assert app_registration.pending_secret == WRONG_SECRET
     assert app_registration.client_secret == GRAPH_SECRET
+    with connection.cursor() as cursor:  # stored encrypted, as the current secret
+        cursor.execute("SELECT pending_secret FROM accounts_appregistration")
+        (stored,) = cursor.fetchone()
+    assert WRONG_SECRET not in stored
 
     # The cached token's lifetime ends: the next token request tries the new secret first.
     with time_machine.travel(time.time() + 2 * 3600, tick=True):

@@ -113,6 +113,26 @@ class AppRegistration(SecretsModel):
         editable=False,
         help_text="Threshold (days before expiry) of the last expiry mail sent.",
     )
+    # Secret rotation: the new secret waits here until it has produced a token.
+    pending_secret = EncryptedTextField(blank=True, editable=False)
+    pending_secret_expires = models.DateField(null=True, blank=True, editable=False)
+    pending_secret_error = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="Why the identity platform refused the new secret the last time it was tried.",
+    )
+    service_principal_id = models.CharField(
+        "enterprise application object id",
+        max_length=100,
+        blank=True,
+        help_text="Optional: the Object ID shown in Entra ID → Enterprise applications for "
+        "this app (not the app registration's). Fills in the PowerShell below.",
+    )
+    # Health: the last token obtained from the identity platform, the last refusal.
+    last_token_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    last_hint = models.TextField(blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

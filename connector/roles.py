@@ -103,6 +103,13 @@ def can_switch_to_graph(user: Any) -> bool:
     )
 
 
+def can_verify_credentials(user: Any) -> bool:
+    """Verify asks for tokens and may replace a client secret by its pending successor."""
+    return bool(
+        user.is_active and user.is_staff and user.has_perm("accounts.change_appregistration")
+    )
+
+
 def login_or_403(may: Callable[[Any], bool], refusal: str) -> Callable[[View], View]:
     """Anonymous users go to the login page (and come back); others without ``may`` get 403."""
 

@@ -1,7 +1,17 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from connector.views import console, errors, feed, graph_switch, health, legacy, metrics, status
+from connector.views import (
+    console,
+    errors,
+    feed,
+    graph_switch,
+    health,
+    legacy,
+    metrics,
+    status,
+    verify,
+)
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -18,6 +28,11 @@ urlpatterns = [
         name="switch-to-graph",
     ),
     path("servers/<str:server_id>/compare/", graph_switch.compare_page, name="compare-graph"),
+    path(
+        "credentials/app-registrations/<int:pk>/verify/",
+        verify.verify_page,
+        name="verify-app-registration",
+    ),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics.metrics_view, name="metrics"),
 ]

@@ -17,7 +17,7 @@ token lifetime, whatever the number of refreshes and processes. The modules:
 from __future__ import annotations
 
 from accounts.models import AppRegistration
-from accounts.tokens.client_credentials import acquire_client_credentials
+from accounts.tokens.client_credentials import acquire_client_credentials, verify_token
 from accounts.tokens.clients import AccessToken, clear_clients, discard_token
 from accounts.tokens.delegated import (
     acquire_delegated,
@@ -25,6 +25,8 @@ from accounts.tokens.delegated import (
     sign_in_scope,
     start_sign_in,
 )
+from accounts.tokens.health import record_error, record_token
+from connector.core.errors import SourceError
 from connector.core.trace import NullTrace, Trace
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "finish_sign_in",
     "sign_in_scope",
     "start_sign_in",
+    "token_now",
 ]
 
 
@@ -42,10 +45,15 @@ def acquire_token(app: AppRegistration, scope: str, *, trace: Trace | None = Non
     """An access token of ``app`` for ``scope`` (e.g. ``https://graph.microsoft.com/.default``)."""
     trace = trace or NullTrace()
     with trace.step("token", f"Token from {app.authority_url} for {scope}") as step:
-        if app.flow == AppRegistration.Flow.DELEGATED:
-            token = acquire_delegated(app, scope)
-        else:
-            token = acquire_client_credentials(app, scope)
+        try:
+            if app.flow == AppRegistration.Flow.DELEGATED:
+                token = acquire_delegated(app, scope)
+            else:
+                token = acquire_client_credentials(app, scope)
+        except SourceError as error:
+            record_error(app, error)
+            raise
+        record_token(app, from_cache=token.from_cache)
         step.note(
             f"{'cached' if token.from_cache else 'new'} token, valid until "
             f"{token.expires_at:%Y-%m-%d %H:%M:%S} UTC"
@@ -53,3 +61,21 @@ def acquire_token(app: AppRegistration, scope: str, *, trace: Trace | None = Non
         step.data["from_cache"] = token.from_cache
         step.data["expires_at"] = token.expires_at.isoformat()
         return token
+
+
+def token_now(app: AppRegistration, scope: str) -> AccessToken:
+    """A token asked for now (Verify): app-only, past every cache; delegated, as usual.
+
+    A pending new client secret is tried first and replaces the old one when it
+    works. The outcome is recorded on the app registration's health.
+    """
+    try:
+        if app.flow == AppRegistration.Flow.DELEGATED:
+            token = acquire_delegated(app, scope)
+        else:
+            token = verify_token(app, scope)
+    except SourceError as error:
+        record_error(app, error)
+        raise
+    record_token(app, from_cache=token.from_cache)
+    return token

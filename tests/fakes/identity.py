@@ -41,6 +41,18 @@ class FakeApp:
     secret: str
     expired: bool = False
     display_name: str = "ews-calendar signage"
+    # Application permissions granted with admin consent: the ``roles`` claim of its
+    # app-only tokens (Entra ID puts each consented app role of the resource there).
+    roles: list[str] = field(default_factory=list)
+    # Entra ID keeps several client secrets per app, each valid until it expires or is
+    # deleted: a new secret works while the old one still does (rotation).
+    other_secrets: list[str] = field(default_factory=list)
+
+    def accepts(self, secret: str) -> bool:
+        return any(
+            secrets.compare_digest(secret.encode(), known.encode())
+            for known in (self.secret, *self.other_secrets)
+        )
 
 
 @dataclass
@@ -49,6 +61,7 @@ class FakeTenant:
     tenant_id: str
     display_name: str
     users: set[str] = field(default_factory=set)  # accounts that may sign in (delegated)
+    other_domains: set[str] = field(default_factory=set)  # verified custom domains
 
 
 @dataclass
@@ -88,14 +101,41 @@ class FakeIdentityPlatform(FakeHTTPServer):
         self.tenants[tenant_id] = tenant
         return tenant
 
-    def add_app(self, tenant: str, client_id: str, secret: str, expired: bool = False) -> FakeApp:
+    def add_app(
+        self,
+        tenant: str,
+        client_id: str,
+        secret: str,
+        expired: bool = False,
+        *,
+        roles: list[str] | None = None,
+    ) -> FakeApp:
         fake_tenant = self.add_tenant(tenant)
         app = FakeApp(fake_tenant.tenant_id, client_id, secret, expired=expired)
+        app.roles = list(roles or [])
         self.apps.append(app)
         return app
 
     def add_user(self, tenant: str, account: str) -> None:
         self.add_tenant(tenant).users.add(account.lower())
+
+    def set_roles(self, client_id: str, roles: list[str]) -> None:
+        """The application permissions consented for the app: its tokens' ``roles`` claim."""
+        for app in self.apps:
+            if app.client_id == client_id:
+                app.roles = list(roles)
+
+    def set_secret(self, client_id: str, secret: str) -> None:
+        """The app's (only) valid client secret becomes ``secret``, not expired."""
+        for app in self.apps:
+            if app.client_id == client_id:
+                app.secret, app.expired = secret, False
+
+    def add_secret(self, client_id: str, secret: str) -> None:
+        """A second client secret for the app (Certificates & secrets → New client secret)."""
+        for app in self.apps:
+            if app.client_id == client_id:
+                app.other_secrets.append(secret)
 
     def expire_secret(self, client_id: str) -> None:
         for app in self.apps:
@@ -114,9 +154,19 @@ class FakeIdentityPlatform(FakeHTTPServer):
     def find_tenant(self, name: str) -> FakeTenant | None:
         lowered = name.lower()
         for tenant in self.tenants.values():
-            if lowered in (tenant.tenant_id, tenant.domain.lower()):
+            if lowered in (tenant.tenant_id, tenant.domain.lower(), *tenant.other_domains):
                 return tenant
         return None
+
+    def add_domain(self, tenant: str, domain: str) -> None:
+        """A custom domain verified in the tenant (Entra ID → Custom domain names).
+
+        login.microsoftonline.com serves a tenant's OpenID configuration under each
+        of its verified domains as under its GUID, and answers 400 AADSTS90002 for
+        a domain no tenant holds (Microsoft identity platform error codes:
+        https://learn.microsoft.com/entra/identity-platform/reference-error-codes).
+        """
+        self.add_tenant(tenant).other_domains.add(domain.lower())
 
     # -- what resources ask -----------------------------------------------------------
     def token_info(self, token: str) -> IssuedToken | None:
@@ -222,7 +272,7 @@ class FakeIdentityPlatform(FakeHTTPServer):
                 "installed by the administrator of the tenant or consented to by any user in "
                 "the tenant. You may have sent your authentication request to the wrong tenant.",
             )
-        if not secrets.compare_digest(secret.encode(), app.secret.encode()):
+        if not app.accepts(secret):
             return self._error(
                 401,
                 "invalid_client",
@@ -327,7 +377,7 @@ class FakeIdentityPlatform(FakeHTTPServer):
         self, tenant: FakeTenant, app: FakeApp, scope: str, *, account: str, nonce: str = ""
     ) -> Response:
         audience = scope.removesuffix("/.default") if scope.endswith("/.default") else scope
-        token = "fake-access-" + secrets.token_urlsafe(32)
+        token = _access_token(self, tenant, app, audience, account)
         issued = IssuedToken(
             token=token,
             tenant_id=tenant.tenant_id,
@@ -405,3 +455,39 @@ def _id_token(tenant: FakeTenant, app: FakeApp, account: str, nonce: str) -> str
     if nonce:
         claims["nonce"] = nonce
     return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+
+
+def _access_token(
+    identity: FakeIdentityPlatform, tenant: FakeTenant, app: FakeApp, audience: str, account: str
+) -> str:
+    """A JWT-shaped access token, as Entra ID issues for Graph and Exchange Online.
+
+    Its claims are the ones an administrator reads (https://learn.microsoft.com/
+    entra/identity-platform/access-token-claims-reference): ``aud``, ``iss``,
+    ``tid``, ``appid``, ``exp``, and ``roles`` (the application permissions
+    consented, app-only tokens) or ``scp`` (delegated). The signature is random
+    bytes: resources here check the token by looking it up, and clients must
+    never rely on reading it (Microsoft: access tokens are opaque to clients).
+    """
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "aud": audience,
+        "iss": f"https://sts.windows.net/{tenant.tenant_id}/",
+        "iat": now,
+        "nbf": now,
+        "exp": now + identity.expires_in,
+        "appid": app.client_id,
+        "app_displayname": app.display_name,
+        "tid": tenant.tenant_id,
+        "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, account or app.client_id)),
+        "uti": secrets.token_urlsafe(16),
+        "ver": "1.0",
+    }
+    if account:
+        claims["upn"] = account
+        claims["scp"] = "Calendars.Read.Shared EWS.AccessAsUser.All"
+    elif app.roles:
+        claims["roles"] = list(app.roles)
+    header = {"typ": "JWT", "alg": "RS256", "kid": "fake-key"}
+    signature = base64.urlsafe_b64encode(secrets.token_bytes(64)).rstrip(b"=").decode()
+    return f"{_b64(header)}.{_b64(claims)}.{signature}"

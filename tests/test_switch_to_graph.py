@@ -128,6 +128,7 @@ def test_compare_page_shows_the_verdict_and_offers_the_switch(
     assert "Switch exchange to Graph" in page
 
 
+@pytest.mark.django_db(transaction=True)  # the console reads in a thread of its own
 def test_switch_keeps_calendars_resources_filters_and_alarms(
     admin: Client,
     hall: Calendar,
@@ -159,7 +160,7 @@ def test_switch_keeps_calendars_resources_filters_and_alarms(
     assert hall.alarms.get().related == "day-end"
     assert ServiceAccount.objects.filter(name="delegate").exists()  # kept, just unused
     # The calendar now reads through Graph, with the same filters.
-    console = admin.get("/console/hall/?format=text").content.decode()
+    console = b"".join(admin.get("/console/hall/?format=text").streaming_content).decode()
     assert "Graph calendarView of room-a@contoso.com" in console
     assert "Result: OK" in console
     assert "<- filterSubject" in console

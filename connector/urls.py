@@ -1,9 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from connector.views import console, errors, feed, graph_switch, health, legacy, metrics, status
 
 urlpatterns = [
+    # No public site: "/" leads to the admin (its home page guides a first run).
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("ical/<str:calendar_id>.ics", feed.feed, name="feed"),

@@ -4,6 +4,7 @@ from connector.models.calendars import Alarm, Calendar, Filter, Resource
 from connector.models.servers import Server
 from connector.models.state import (
     MailboxState,
+    Milestone,
     RefreshStatus,
     RefusedHost,
     Snapshot,
@@ -15,6 +16,7 @@ __all__ = [
     "Calendar",
     "Filter",
     "MailboxState",
+    "Milestone",
     "RefreshStatus",
     "RefusedHost",
     "Resource",

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_safe
 from connector.access import may_fetch_feed
 from connector.core import metrics
 from connector.models import Calendar, Snapshot
+from connector.services.first_run import note_feed_served
 from connector.services.refresh import refresh_or_wait
 from connector.views.pages import text_response
 
@@ -100,6 +101,8 @@ def feed_response(request: HttpRequest, calendar_id: str) -> HttpResponse:
         )
     else:
         response = calendar_feed(request, calendar)
+        if response.status_code == 200:
+            note_feed_served(calendar_id)  # the first-run guide ends (a query once per process)
     return counted(request, response)
 
 

@@ -201,8 +201,14 @@ class IcsSource:
     def _download(self, url: str, resource: str, step: Step) -> bytes:
         from connector.models import MailboxState
 
-        state = MailboxState.objects.filter(server=self.server, mailbox=resource).first()
-        cached = _bodies.get((self.server.pk, url))
+        # A server not saved (the admin's "Test connection") keeps no state: a plain GET.
+        saved = self.server.pk is not None
+        state = (
+            MailboxState.objects.filter(server=self.server, mailbox=resource).first()
+            if saved
+            else None
+        )
+        cached = _bodies.get((self.server.pk, url)) if saved else None
         headers = {}
         # Validators are worth sending only when the body they stand for is at hand.
         if cached is not None and state is not None:
@@ -230,6 +236,8 @@ class IcsSource:
         etag = response.headers.get("ETag", "")
         last_modified = response.headers.get("Last-Modified", "")
         step.note(f"GET {_safe(url)}: 200, {len(data)} bytes")
+        if not saved:
+            return data
         with _lock:
             if etag or last_modified:
                 _bodies[(self.server.pk, url)] = (etag, last_modified, data)

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from accounts.crypto import Sealed
 from accounts.fields import stored_value
-from accounts.forms import SecretInput
+from accounts.forms import PasswordRequiredMixin, SecretInput
 from accounts.models import MICROSOFT_AUTHORITY, AppRegistration, ServiceAccount
 
 KEEP_HELP = "Stored encrypted and never shown. Leave empty to keep the stored value."
@@ -87,7 +87,7 @@ class SecretsAdmin(admin.ModelAdmin):
         ]
 
 
-class ServiceAccountForm(KeepSecretsForm):
+class ServiceAccountForm(PasswordRequiredMixin, KeepSecretsForm):
     secret_fields = ("password",)
 
     class Meta:

@@ -133,7 +133,7 @@ CASES: list[tuple[str, Callable[[pytest.FixtureRequest, FakeExchange], Server], 
     ("http error", http_error, "connection", "http-500", "MSExchangeServicesAppPool"),
     ("slow", slow, "connection", "timeout", "EXCHANGE_REQUEST_TIMEOUT"),
     ("down", down, "connection", "connection", "Exchange is down, or a firewall"),
-    ("untrusted certificate", untrusted_certificate, "connection", "tls", "REQUESTS_CA_BUNDLE"),
+    ("untrusted certificate", untrusted_certificate, "connection", "tls", "EXCHANGE_CA_BUNDLE"),
 ]
 
 

@@ -42,6 +42,7 @@ from connector.core import metrics
 from connector.core.errors import SourceError
 from connector.core.network import network_error
 from connector.core.records import EventRecord, Window
+from connector.core.tls import trusted_session
 from connector.core.trace import NullTrace, Step, Trace
 from connector.validators import is_http_url, shown_url, split_url, url_origin
 
@@ -81,7 +82,7 @@ def _session(server: Server, username: str) -> requests.Session:
         key = (server.pk, username)
         session = _sessions.get(key)
         if session is None:
-            session = requests.Session()
+            session = trusted_session()  # EXCHANGE_CA_BUNDLE's CAs (connector/core/tls.py)
             session.headers["User-Agent"] = "ews-calendar"
             session.headers["Accept"] = "text/calendar, */*;q=0.5"
             _sessions[key] = session

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from accounts import setup_help
 from accounts.crypto import Sealed
 from accounts.fields import stored_value
-from accounts.forms import SecretInput
+from accounts.forms import PasswordRequiredMixin, SecretInput
 from accounts.models import MICROSOFT_AUTHORITY, AppRegistration, ServiceAccount
 from accounts.tokens.tenant import lookup_tenant
 from connector.core.errors import SourceError
@@ -91,7 +91,7 @@ class SecretsAdmin(admin.ModelAdmin):
         ]
 
 
-class ServiceAccountForm(KeepSecretsForm):
+class ServiceAccountForm(PasswordRequiredMixin, KeepSecretsForm):
     secret_fields = ("password",)
 
     class Meta:

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import secrets
+import ssl
 from collections.abc import Callable
 from email.utils import parseaddr
 from pathlib import Path
@@ -351,6 +352,28 @@ FEED_REFRESH_TIMEOUT = _positive_int("FEED_REFRESH_TIMEOUT", 10)  # seconds a fe
 EXCHANGE_REQUEST_TIMEOUT = _positive_int("EXCHANGE_REQUEST_TIMEOUT", 20)  # one HTTP call
 # seconds the test console (and manage.py test_calendar) takes at most to answer
 CONSOLE_BUDGET_SECONDS = _positive_int("CONSOLE_BUDGET_SECONDS", 15)
+
+
+def parse_ca_bundle(raw: str, name: str = "EXCHANGE_CA_BUNDLE") -> str:
+    """The PEM file of a private CA ("" for none): it must exist and hold a certificate."""
+    path = raw.strip()
+    if not path:
+        return ""
+    if not Path(path).is_file():
+        raise ImproperlyConfigured(
+            f"{name}: {path} is not a file (a PEM bundle of CA certificates)"
+        )
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ImproperlyConfigured(f"{name}: {path} holds no PEM certificate ({exc})") from exc
+    return path
+
+
+# The private certificate authority of an on-premises Exchange, trusted beside the public
+# CAs for every Exchange, Graph and identity request (connector/core/tls.py). The process
+# environment's REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE do not count.
+EXCHANGE_CA_BUNDLE = parse_ca_bundle(str(_read("EXCHANGE_CA_BUNDLE", str, "")))
 GRAPH_MAX_CONCURRENCY = _positive_int("GRAPH_MAX_CONCURRENCY", 4)  # per app registration
 EWS_MAX_CONCURRENCY = _positive_int("EWS_MAX_CONCURRENCY", 8)  # per account
 # gssnegotiate (Kerberos): the realm and its domain controllers when DNS does not tell them.

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from connector.views import (
     console,
@@ -14,6 +15,8 @@ from connector.views import (
 )
 
 urlpatterns = [
+    # No public site: "/" leads to the admin (its home page guides a first run).
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("ical/<str:calendar_id>.ics", feed.feed, name="feed"),

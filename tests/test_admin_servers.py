@@ -55,8 +55,9 @@ def test_server_is_added_with_its_service_account(
     ("fields", "message"),
     [
         (
+            # The service account left in the form is not Graph's (the form drops it).
             {"type": "graph", "base_uri": "https://graph.microsoft.com"},
-            "Microsoft Graph does not take HTTP credentials; choose an app registration.",
+            "Microsoft Graph needs an app registration.",
         ),
         ({"server_id": "my server"}, "An id may contain only letters, digits"),
         ({"base_uri": "mail.example.com"}, "Give a URL such as https://mail.example.com."),

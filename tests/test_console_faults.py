@@ -130,7 +130,7 @@ CASES: list[tuple[str, Callable[[pytest.FixtureRequest, FakeExchange], Server], 
         untrusted_certificate,
         "Connect to",
         "SSLCertVerificationError",
-        "REQUESTS_CA_BUNDLE",
+        "EXCHANGE_CA_BUNDLE",
     ),
 ]
 

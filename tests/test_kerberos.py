@@ -225,9 +225,7 @@ def test_a_ticket_about_to_expire_is_replaced_without_a_failed_read(
 
 
 @pytest.mark.django_db(transaction=True)  # the console reads in a thread of its own
-def test_the_console_command_names_the_kerberos_failure(
-    kdc: Kdc, exchange: FakeExchange
-) -> None:
+def test_the_console_command_names_the_kerberos_failure(kdc: Kdc, exchange: FakeExchange) -> None:
     server = server_for(exchange, f"svc-rooms@{REALM}", password="fake-wrong-password")
     calendar = Calendar.objects.create(calendar_id="kerberos-room", server=server)
     Resource.objects.create(calendar=calendar, address=ROOM)

@@ -35,6 +35,7 @@ from accounts.models import AppRegistration, TokenCache
 from accounts.tokens.errors import authority_error, request_error
 from connector.core import metrics
 from connector.core.errors import SourceError
+from connector.core.tls import trust
 
 # Identity platform hosts msal knows; any other host (a local fake, a proxy)
 # must not be checked against login.microsoftonline.com's instance discovery.
@@ -86,6 +87,8 @@ class _CountingSession(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self.token_posts = 0
+        # The CAs of EXCHANGE_CA_BUNDLE, never REQUESTS_CA_BUNDLE (connector/core/tls.py).
+        trust(self)
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs.setdefault("timeout", settings.EXCHANGE_REQUEST_TIMEOUT)

@@ -22,4 +22,4 @@ __all__ = ["CalendarAdmin", "ServerAdmin"]
 # The name on every admin page, the status page and the console.
 admin.site.site_header = "ews-calendar"
 admin.site.site_title = "ews-calendar"
-admin.site.site_url = None  # no public site at "/": hide "View site" (a 404)
+admin.site.site_url = None  # no public site: "/" redirects to the admin, so no "View site"

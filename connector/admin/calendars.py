@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern
+from django.utils.html import escape, format_html
 
 from accounts.admin import KeepSecretsForm, SecretsAdmin
 from connector import xmlconfig
@@ -24,6 +25,7 @@ from connector.admin import configuration
 from connector.models import Alarm, Calendar, Filter, Resource, Server
 from connector.models.calendars import FREE_BUSY, IMPORTANCES, SENSITIVITIES, new_feed_key
 from connector.roles import can_point_anywhere
+from connector.services.feed_urls import feed_urls, keyed_path, qr_svg
 from connector.validators import normalize_list, shown_url, split_list
 
 
@@ -177,6 +179,12 @@ class CalendarForm(KeepSecretsForm):
             "password",
         ]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The admin shows help texts as HTML: "/ical/<id>.ics" would lose its "<id>".
+        for field in self.fields.values():
+            field.help_text = escape(field.help_text)
+
     def keep_secret(self, name: str, cleaned: dict[str, Any]) -> bool:
         # Clearing the username removes the calendar's own credentials altogether.
         return bool(cleaned.get("username"))
@@ -225,6 +233,45 @@ class CalendarAdmin(SecretsAdmin):
         ),
         ("Feed", {"fields": ("feed_key", "updated")}),
     )
+
+    class Media:
+        js = ["connector/copy.js"]  # the copy buttons of feed URLs (no inline script)
+
+    def view_on_site(self, obj: Calendar) -> str:  # type: ignore[override]
+        """ "View on site" opens the feed itself, with its key so that it opens anywhere."""
+        return keyed_path(obj)
+
+    def get_list_display(self, request: HttpRequest) -> tuple[Any, ...]:
+        """The columns, with the feed URL by the host name this request used."""
+
+        @admin.display(description="feed URL")
+        def feed_url(obj: Calendar) -> str:
+            url = feed_urls(request, obj).plain
+            return format_html(
+                '<code class="ews-feed-url">{}</code> <button type="button" class="ews-copy" '
+                'data-copy="{}" title="Copy the feed URL">Copy</button>',
+                url,
+                url,
+            )
+
+        return (*super().get_list_display(request), feed_url)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        calendar = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if calendar is not None:
+            urls = feed_urls(request, calendar)
+            context["feed_urls"] = urls
+            context["feed_qr"] = qr_svg(urls.plain, title=f"QR code of {urls.plain}")
+            if urls.keyed:
+                context["feed_keyed_qr"] = qr_svg(urls.keyed, title="QR code of the URL with key")
+        return super().change_view(request, object_id, form_url, context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Calendar]:
         return super().get_queryset(request).prefetch_related("resources")

@@ -74,7 +74,8 @@ def network_error(
             code="tls",
             hint="The server's certificate is self-signed, expired or issued for another name. "
             "Install a certificate from a trusted CA on the server, or add the CA that issued it "
-            "to the trusted bundle of this application (REQUESTS_CA_BUNDLE).",
+            "to a PEM file named by EXCHANGE_CA_BUNDLE in .env (REQUESTS_CA_BUNDLE does not "
+            "count here).",
             step=step,
             upstream=upstream,
         )

@@ -6,6 +6,7 @@ from connector.models.revisions import ConfigRevision
 from connector.models.servers import Server
 from connector.models.state import (
     MailboxState,
+    Milestone,
     RefreshStatus,
     RefusedHost,
     Snapshot,
@@ -19,6 +20,7 @@ __all__ = [
     "FeedFetch",
     "Filter",
     "MailboxState",
+    "Milestone",
     "RefreshStatus",
     "RefusedHost",
     "Resource",

@@ -108,3 +108,20 @@ class RefusedHost(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Milestone(models.Model):
+    """Something that happened once on this site, and when (the first-run guide reads it).
+
+    ``first-feed``: a player (or anyone allowed) got a calendar's feed with 200 for the
+    first time; until then the admin's home page shows the steps to get there.
+    """
+
+    FIRST_FEED = "first-feed"
+
+    name = models.CharField(max_length=50, unique=True)
+    reached = models.DateTimeField()
+    detail = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -29,6 +29,7 @@ from connector.core import budget, metrics
 from connector.core.errors import SourceError
 from connector.core.network import network_error
 from connector.core.records import EventRecord, Window
+from connector.core.tls import trust
 from connector.core.trace import NullTrace, Trace
 from connector.models.servers import GRAPH_DEFAULT_BASE_URI
 
@@ -82,12 +83,12 @@ def _session(app: AppRegistration) -> requests.Session:
     with _pool_lock:
         session = _sessions.get(app.pk)
         if session is None:
-            session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(
-                pool_connections=4, pool_maxsize=max(settings.GRAPH_MAX_CONCURRENCY, 4)
+            # The CAs of EXCHANGE_CA_BUNDLE, never REQUESTS_CA_BUNDLE (connector/core/tls.py).
+            session = trust(
+                requests.Session(),
+                pool_connections=4,
+                pool_maxsize=max(settings.GRAPH_MAX_CONCURRENCY, 4),
             )
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
             session.headers["User-Agent"] = "ews-calendar"
             _sessions[app.pk] = session
         return session

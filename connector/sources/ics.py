@@ -42,6 +42,7 @@ from connector.core import metrics
 from connector.core.errors import SourceError
 from connector.core.network import network_error
 from connector.core.records import EventRecord, Window
+from connector.core.tls import trusted_session
 from connector.core.trace import NullTrace, Step, Trace
 from connector.validators import is_http_url, shown_url, split_url, url_origin
 
@@ -81,7 +82,7 @@ def _session(server: Server, username: str) -> requests.Session:
         key = (server.pk, username)
         session = _sessions.get(key)
         if session is None:
-            session = requests.Session()
+            session = trusted_session()  # EXCHANGE_CA_BUNDLE's CAs (connector/core/tls.py)
             session.headers["User-Agent"] = "ews-calendar"
             session.headers["Accept"] = "text/calendar, */*;q=0.5"
             _sessions[key] = session
@@ -201,8 +202,14 @@ class IcsSource:
     def _download(self, url: str, resource: str, step: Step) -> bytes:
         from connector.models import MailboxState
 
-        state = MailboxState.objects.filter(server=self.server, mailbox=resource).first()
-        cached = _bodies.get((self.server.pk, url))
+        # A server not saved (the admin's "Test connection") keeps no state: a plain GET.
+        saved = self.server.pk is not None
+        state = (
+            MailboxState.objects.filter(server=self.server, mailbox=resource).first()
+            if saved
+            else None
+        )
+        cached = _bodies.get((self.server.pk, url)) if saved else None
         headers = {}
         # Validators are worth sending only when the body they stand for is at hand.
         if cached is not None and state is not None:
@@ -230,6 +237,8 @@ class IcsSource:
         etag = response.headers.get("ETag", "")
         last_modified = response.headers.get("Last-Modified", "")
         step.note(f"GET {_safe(url)}: 200, {len(data)} bytes")
+        if not saved:
+            return data
         with _lock:
             if etag or last_modified:
                 _bodies[(self.server.pk, url)] = (etag, last_modified, data)

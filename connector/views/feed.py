@@ -24,6 +24,7 @@ from connector.access import client_address, may_fetch_feed
 from connector.core import metrics
 from connector.models import Calendar, Snapshot
 from connector.services.fetches import record_fetch
+from connector.services.first_run import note_feed_served
 from connector.services.refresh import refresh_or_wait
 from connector.views.pages import text_response
 
@@ -104,6 +105,8 @@ def feed_response(request: HttpRequest, calendar_id: str, *, shown_path: str = "
         )
     else:
         response = calendar_feed(request, calendar)
+        if response.status_code == 200:
+            note_feed_served(calendar_id)  # the first-run guide ends (a query once per process)
     _record_after_sending(
         request, response, calendar_id, shown_path or request.path, known=calendar is not None
     )

@@ -61,7 +61,14 @@ class FakeCA:
         return context
 
     def trust(self) -> None:
-        """Make requests (and so exchangelib and msal) trust this CA in this process."""
+        """Make this process (exchangelib, msal, the sources) and the processes it starts
+        trust this CA: EXCHANGE_CA_BUNDLE, the application's setting (connector/core/tls.py),
+        here and in the environment that child processes inherit."""
+        from django.conf import settings
+
+        os.environ["EXCHANGE_CA_BUNDLE"] = self.bundle
+        settings.EXCHANGE_CA_BUNDLE = self.bundle
+        # For the tests' own requests to the fakes; the application ignores these.
         os.environ["REQUESTS_CA_BUNDLE"] = self.bundle
         os.environ["SSL_CERT_FILE"] = self.bundle
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from connector.core.errors import SourceError
 from connector.core.network import network_error
+from connector.core.tls import trusted_session
 from connector.core.trace import Trace
 from connector.models import Server
 
@@ -84,12 +85,13 @@ def discover(server: Server, resource: str, username: str, trace: Trace, failed:
         for base in autodiscover_urls(target):
             url = base + AUTODISCOVER_PATH.format(mailbox=quote(mailbox, safe="@"))
             try:
-                response = requests.get(
-                    url,
-                    timeout=settings.EXCHANGE_REQUEST_TIMEOUT,
-                    headers={"Accept": "application/json"},
-                    allow_redirects=True,
-                )
+                with trusted_session() as session:
+                    response = session.get(
+                        url,
+                        timeout=settings.EXCHANGE_REQUEST_TIMEOUT,
+                        headers={"Accept": "application/json"},
+                        allow_redirects=True,
+                    )
                 answer = response.json() if response.ok else {}
                 found = str(answer.get("Url") or "") if isinstance(answer, dict) else ""
             except (requests.RequestException, ValueError) as exc:

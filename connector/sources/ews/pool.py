@@ -168,7 +168,14 @@ def semaphore(key: str) -> threading.BoundedSemaphore:
 def connection(
     server: Server, credential: Credential, endpoint: str, resource: str, step: Step
 ) -> Connection:
-    """The pooled connection to ``endpoint``, made (and the stale ones closed) if need be."""
+    """The pooled connection to ``endpoint``, made (and the stale ones closed) if need be.
+
+    A server not saved (the admin's "Test connection") gets a connection of its own,
+    never pooled: its settings are not those of the saved row with the same id.
+    """
+    if server.pk is None:
+        step.note(f"new connection to {endpoint} (unsaved settings, not kept)")
+        return _connect(server, credential, endpoint, resource)
     prefix = (server.pk, credential.fingerprint)
     key = (
         *prefix,

@@ -45,6 +45,8 @@ What it relies on, as of exchangelib 5.5.1 to 5.6.0:
   service account's own ticket (kerberos.py, which relies on requests-gssapi's
   ``generate_request_header``, ``handle_response`` and ``context``, checked by
   tests/test_kerberos.py).
+- ``BaseProtocol.HTTP_ADAPTER_CLS``, the adapter class mounted on each session
+  (TrustedAdapter: the trusted CAs of connector/core/tls.py).
 - ``Version.guess(protocol, api_version_hint)``, which probes with a ConvertId from
   ``ConvertId.supported_api_versions()[0]`` down and raises
   ``TransportError("No valid version headers ...")`` when no answer names a
@@ -83,7 +85,7 @@ from exchangelib.errors import (
 from exchangelib.fields import FieldPath
 from exchangelib.items import ID_ONLY, SHALLOW, CalendarItem
 from exchangelib.properties import CalendarView, DistinguishedFolderId
-from exchangelib.protocol import FaultTolerance, Protocol
+from exchangelib.protocol import BaseProtocol, FaultTolerance, Protocol
 from exchangelib.services import ConvertId, FindItem, GetItem
 from exchangelib.transport import GSSAPI
 from exchangelib.util import TNS, is_xml
@@ -91,6 +93,7 @@ from exchangelib.version import EXCHANGE_2010, Version
 
 from connector.core import budget
 from connector.core.errors import SourceError
+from connector.core.tls import TrustedAdapter
 from connector.sources.ews import kerberos
 from connector.sources.ews.errors import EwsHttpError
 from connector.sources.ews.mapping import RawTimes, raw_instant, zone_of
@@ -362,6 +365,12 @@ def items_with_bodies(
         timeout=budget.timeout(settings.EXCHANGE_REQUEST_TIMEOUT),
     )
     return service.call(**get_item_arguments(ids, body_field))
+
+
+# -- TLS: the CAs of EXCHANGE_CA_BUNDLE, never REQUESTS_CA_BUNDLE (connector/core/tls.py) --
+
+# exchangelib mounts an adapter of this class on every session it makes (BaseProtocol.get_adapter).
+BaseProtocol.HTTP_ADAPTER_CLS = TrustedAdapter
 
 
 # -- connections and tokens --------------------------------------------------------------

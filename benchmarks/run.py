@@ -17,7 +17,8 @@ refresh  ``manage.py refresh_calendars`` (the command, in its own process) over
          --rooms rooms (2 per calendar) per upstream, EWS then Graph, against
          the ideal rooms x latency / limit (EWS_MAX_CONCURRENCY, GRAPH_MAX_CONCURRENCY);
          a round longer than --refresh-cap seconds is stopped and its rate
-         extrapolated. Also: requests per room of a warm round, token requests
+         extrapolated; a round's time runs from the first request Exchange
+         receives (not the process's start-up). Also: requests per room of a warm round, token requests
          per run, and the bytes of an unchanged Graph room against a full read.
 """
 
@@ -318,7 +319,10 @@ def make_fakes(args: argparse.Namespace, rooms: list[str]) -> tuple[Any, Any, An
 
         def handle(self, request: Request) -> Response:
             response = super().handle(request)
-            user = request.path.split("/users/")[-1].split("/")[0].strip("('')").lower()
+            from urllib.parse import unquote
+
+            user = unquote(request.path.split("users")[-1].split("/calendarView")[0])
+            user = user.strip("/('')").lower()
             self.bytes_by_room[user] += len(response.encoded())
             return response
 
@@ -354,14 +358,20 @@ def refreshed_since(ids: list[str], since: dt.datetime) -> int:
 
 
 def command_round(
-    data_dir: str, ids: list[str], cap: float
+    data_dir: str, ids: list[str], cap: float, fake: Any = None
 ) -> tuple[float, int, bool, float]:
-    """Run ``manage.py refresh_calendars`` for ``ids``; (seconds, calendars done, whole, RSS MB)."""
+    """Run ``manage.py refresh_calendars`` for ``ids``; (seconds, calendars done, whole, RSS MB).
+
+    The seconds run from the first request the fake received (the process's start-up,
+    Django's import, is not the refresh's) to the end of the process.
+    """
     import psutil
     from django.utils import timezone
 
     since = timezone.now()
+    seen = fake.count() if fake is not None else 0
     started = time.perf_counter()
+    started_monotonic = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "manage.py", "refresh_calendars", *ids],
         cwd=ROOT,
@@ -384,6 +394,11 @@ def command_round(
             break
         time.sleep(0.1)
     elapsed = time.perf_counter() - started
+    if fake is not None:
+        with fake._log_lock:
+            new = fake.requests[seen:]
+        if new:
+            elapsed -= new[0].received - started_monotonic
     return elapsed, refreshed_since(ids, since), whole, rss
 
 
@@ -437,8 +452,7 @@ def run_refresh(args: argparse.Namespace, data_dir: str) -> None:
             before = fake.count()
             command_round(data_dir, sample, args.refresh_cap)
             per_room = (fake.count() - before) / (2 * len(sample))
-            tokens_before = identity.token_requests()
-            elapsed, done, whole, rss = command_round(data_dir, ids, args.refresh_cap)
+            elapsed, done, whole, rss = command_round(data_dir, ids, args.refresh_cap, fake)
             rooms_done = 2 * done
             rate = rooms_done / elapsed if elapsed else 0.0
             wall = elapsed if whole else (args.rooms / rate if rate else float("inf"))
@@ -455,8 +469,8 @@ def run_refresh(args: argparse.Namespace, data_dir: str) -> None:
             if kind == "graph":
                 row(
                     "refresh graph token requests per run",
-                    f"{identity.token_requests() - tokens_before}",
-                    "target 1 per app registration",
+                    f"{identity.token_requests()} in 3 command runs (2 small, 1 of all rooms)",
+                    "target 1 per app registration (all the command runs of this benchmark)",
                 )
             row(f"refresh {kind:<5} command peak RSS", f"{rss:.0f} MB", "target < 200 MB")
         # Bytes of an unchanged Graph room: the same calendar refreshed twice.

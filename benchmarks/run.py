@@ -18,8 +18,9 @@ refresh  ``manage.py refresh_calendars`` (the command, in its own process) over
          the ideal rooms x latency / limit (EWS_MAX_CONCURRENCY, GRAPH_MAX_CONCURRENCY);
          a round longer than --refresh-cap seconds is stopped and its rate
          extrapolated; a round's time runs from the first request Exchange
-         receives (not the process's start-up). Also: requests per room of a warm round, token requests
-         per run, and the bytes of an unchanged Graph room against a full read.
+         receives (not the process's start-up). Also: requests per room of a
+         warm round, token requests per run, and the bytes of an unchanged
+         Graph room against a full read.
 """
 
 from __future__ import annotations
@@ -175,9 +176,7 @@ def wrk(
     command = [wrk_binary(), "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
-    output = subprocess.run(
-        [*command, url], capture_output=True, text=True, check=True
-    ).stdout
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     figures: dict[str, float] = {"errors": 0.0, "non2xx3xx": 0.0}
 
     def millis(text: str) -> float:
@@ -322,7 +321,7 @@ def make_fakes(args: argparse.Namespace, rooms: list[str]) -> tuple[Any, Any, An
             from urllib.parse import unquote
 
             user = unquote(request.path.split("users")[-1].split("/calendarView")[0])
-            user = user.strip("/('')").lower()
+            user = re.sub(r"^[/(']+|[')]+$", "", user).lower()
             self.bytes_by_room[user] += len(response.encoded())
             return response
 
@@ -456,8 +455,10 @@ def run_refresh(args: argparse.Namespace, data_dir: str) -> None:
             rooms_done = 2 * done
             rate = rooms_done / elapsed if elapsed else 0.0
             wall = elapsed if whole else (args.rooms / rate if rate else float("inf"))
-            label = f"{elapsed:.1f} s" if whole else (
-                f"{rooms_done} rooms in {elapsed:.0f} s, so ~{wall:.0f} s"
+            label = (
+                f"{elapsed:.1f} s"
+                if whole
+                else (f"{rooms_done} rooms in {elapsed:.0f} s, so ~{wall:.0f} s")
             )
             row(
                 f"refresh {kind:<5} {args.rooms} rooms wall / ideal",
@@ -518,9 +519,10 @@ def main() -> None:
     data_dir = tempfile.mkdtemp(prefix="ews-calendar-bench-")
     try:
         setup_django(data_dir)
+        generator = "wrk (Debian package), sharing the cores with the server"
         print(
             f"ews-calendar benchmark, {os.cpu_count()} cores, load generator: "
-            f"{'wrk (Debian package), sharing the cores with the server' if 'feed' in only else '-'}"
+            f"{generator if 'feed' in only else '-'}"
         )
         if "feed" in only:
             run_feed(args, data_dir)

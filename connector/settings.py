@@ -330,6 +330,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    # One connection per process, kept: opening one (and its PRAGMAs) on every
+    # request cost a feed more than reading the snapshot (docs/PERFORMANCE.md).
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 600)
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
     _database_file = str(DATABASES["default"]["NAME"])
     if _database_file and _database_file != ":memory:" and not _database_file.startswith("file:"):
         # Created here, before SQLite would create it with the process's umask (0644).
@@ -439,6 +443,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Feeds are answered here, without the session, user, messages, CSRF and axes below.
+    "connector.feed_middleware.FeedFastPathMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

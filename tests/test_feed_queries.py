@@ -62,3 +62,68 @@ def test_the_first_fetch_of_a_minute_adds_one_write(client, fresh_calendar) -> N
     with CaptureQueriesContext(connection) as captured:
         assert client.get("/ical/rooms.ics").status_code == 200
     assert len(captured.captured_queries) == FRESH_FEED_QUERIES + 1
+
+
+def _selects_the_body(sql: str) -> bool:
+    return '"ics"' in sql or ".ics " in sql or sql.rstrip().endswith(".ics")
+
+
+def test_a_304_does_not_read_the_body(client, fresh_calendar) -> None:  # type: ignore[no-untyped-def]
+    etag = client.get("/ical/rooms.ics")["ETag"]
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get("/ical/rooms.ics", HTTP_IF_NONE_MATCH=etag)
+    assert response.status_code == 304 and response.content == b""
+    assert [
+        query["sql"] for query in captured.captured_queries if _selects_the_body(query["sql"])
+    ] == []
+    with CaptureQueriesContext(connection) as captured:
+        client.get("/ical/rooms.ics")
+    assert _selects_the_body(captured.captured_queries[0]["sql"])  # the check sees a body read
+
+
+def test_a_revalidation_that_does_not_match_gets_the_whole_feed(client, fresh_calendar) -> None:  # type: ignore[no-untyped-def]
+    whole = client.get("/ical/rooms.ics")
+    response = client.get("/ical/rooms.ics", HTTP_IF_NONE_MATCH='"an-older-etag"')
+    assert response.status_code == 200
+    assert response.content == whole.content and response["ETag"] == whole["ETag"]
+
+
+def test_the_feed_path_writes_nothing_after_the_minutes_record(client, fresh_calendar) -> None:  # type: ignore[no-untyped-def]
+    client.get("/ical/rooms.ics")
+    etag = client.get("/ical/rooms.ics")["ETag"]
+    with CaptureQueriesContext(connection) as captured:
+        for headers in ({}, {"HTTP_IF_NONE_MATCH": etag}, {"REMOTE_ADDR": "203.0.113.7"}):
+            client.get("/ical/rooms.ics", **headers)
+        client.get("/plugnCast/.applets/.ews-calendar/2ical.php?calendarId=rooms")
+    written = [
+        query["sql"]
+        for query in captured.captured_queries
+        if not query["sql"].lstrip().upper().startswith("SELECT")
+        # The outside address is a new player: its one write of the minute.
+        and "connector_feedfetch" not in query["sql"]
+    ]
+    assert written == []
+
+
+def test_the_feed_skips_sessions_and_cookies(client, fresh_calendar, admin_user) -> None:  # type: ignore[no-untyped-def]
+    from tests.fixtures.users import TEST_PASSWORD
+
+    client.login(username="admin", password=TEST_PASSWORD)  # a browser with a session
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get("/ical/rooms.ics")
+    assert response.status_code == 200
+    # Answered before the session, auth, messages, CSRF and axes middleware.
+    assert not hasattr(response.wsgi_request, "session")
+    assert not hasattr(response.wsgi_request, "user")
+    assert "Cookie" not in response.get("Vary", "") and not response.cookies
+    assert not any("django_session" in query["sql"] for query in captured.captured_queries)
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware still runs
+
+
+def test_the_console_trace_of_the_legacy_url_still_needs_a_signed_in_user(
+    client, fresh_calendar
+) -> None:  # type: ignore[no-untyped-def]
+    url = "/plugnCast/.applets/.ews-calendar/2ical.php?calendarId=rooms&debug=yes"
+    response = client.get(url)
+    assert response.status_code in (302, 403)

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_safe
 from connector.access import client_address, may_fetch_feed
 from connector.core import metrics
 from connector.models import Calendar, Snapshot
+from connector.services.feeds import read_body, read_feed
 from connector.services.fetches import record_fetch
 from connector.services.first_run import note_feed_served
 from connector.services.refresh import refresh_or_wait
@@ -40,7 +41,8 @@ def _snapshot(calendar: Calendar) -> Snapshot | None:
 def _serve(
     request: HttpRequest, calendar: Calendar, snapshot: Snapshot, *, stale: bool = False
 ) -> HttpResponse:
-    response = HttpResponse(snapshot.ics, content_type=CONTENT_TYPE)
+    """The snapshot with its validators; a 304 when the player has it (without its body)."""
+    response = HttpResponse(content_type=CONTENT_TYPE)
     response["ETag"] = snapshot.etag
     response["Last-Modified"] = http_date(snapshot.changed.timestamp())
     response["Cache-Control"] = f"max-age={calendar.cache_persistence}"
@@ -54,7 +56,20 @@ def _serve(
         last_modified=int(snapshot.changed.timestamp()),
         response=response,
     )
-    return conditional if conditional is not None else response
+    if conditional is not None and conditional is not response:
+        return conditional  # 304 Not Modified (or 412), without the body
+    if "ics" in snapshot.get_deferred_fields():
+        # Read without its body (a conditional GET that did not match): read it now.
+        body = read_body(calendar.pk, snapshot.etag)
+        if body is None:  # replaced meanwhile: serve the new one
+            newer = _snapshot(calendar)
+            if newer is None:
+                return text_response(502, f"Calendar {calendar.calendar_id} has no snapshot.")
+            return _serve(request, calendar, newer, stale=stale)
+        response.content = body
+    else:
+        response.content = snapshot.ics
+    return response
 
 
 def _loaded_snapshot(calendar: Calendar) -> Snapshot | None:
@@ -86,31 +101,43 @@ def feed_response(request: HttpRequest, calendar_id: str, *, shown_path: str = "
     """The feed of ``calendar_id`` for this request: 404, 403, or the feed; counted.
 
     ``shown_path`` is how the fetch is named on /status/ (default: the request's path).
+    A fresh snapshot costs one query (connector/services/feeds.py), without the body
+    when the player revalidates; a stale or missing one goes through the refresh.
     """
-    # The own password is read (decrypted) only when a refresh needs it.
-    calendar = (
-        # One query for the hot path: the calendar, its server and its snapshot.
-        Calendar.objects.select_related("server", "snapshot")
-        .defer("password")
-        .filter(calendar_id=calendar_id)
-        .first()
-    )
-    if calendar is None:
+    revalidating = "HTTP_IF_NONE_MATCH" in request.META or "HTTP_IF_MODIFIED_SINCE" in request.META
+    row = read_feed(calendar_id, with_body=not revalidating)
+    if row is None:
         response = text_response(404, f"No calendar with id {calendar_id!r}.")
-    elif not may_fetch_feed(request, calendar):
+    elif not may_fetch_feed(request, row.calendar):
         response = text_response(
             403,
             "This address may not read feeds: add it to ICAL_ALLOWED_NETWORKS, "
             "or use the calendar's feed URL with its key.",
         )
+    elif row.snapshot is not None and row.snapshot.is_fresh(row.calendar, timezone.now()):
+        response = _serve(request, row.calendar, row.snapshot)
     else:
-        response = calendar_feed(request, calendar)
-        if response.status_code == 200:
-            note_feed_served(calendar_id)  # the first-run guide ends (a query once per process)
+        response = _refreshed_feed(request, calendar_id)
+    if response.status_code == 200:
+        note_feed_served(calendar_id)  # the first-run guide ends (a query once per process)
     _record_after_sending(
-        request, response, calendar_id, shown_path or request.path, known=calendar is not None
+        request, response, calendar_id, shown_path or request.path, known=row is not None
     )
     return counted(request, response)
+
+
+def _refreshed_feed(request: HttpRequest, calendar_id: str) -> HttpResponse:
+    """A stale or missing snapshot: the whole calendar, for its refresh."""
+    # The own password is read (decrypted) only when a refresh needs it.
+    calendar = (
+        Calendar.objects.select_related("server", "snapshot")
+        .defer("password")
+        .filter(calendar_id=calendar_id)
+        .first()
+    )
+    if calendar is None:  # deleted since the first read
+        return text_response(404, f"No calendar with id {calendar_id!r}.")
+    return calendar_feed(request, calendar)
 
 
 def _record_after_sending(

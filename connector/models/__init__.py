@@ -3,6 +3,7 @@
 from connector.models.calendars import Alarm, Calendar, Filter, Resource
 from connector.models.servers import Server
 from connector.models.state import (
+    GraphDeltaState,
     MailboxState,
     RefreshStatus,
     RefusedHost,
@@ -14,6 +15,7 @@ __all__ = [
     "Alarm",
     "Calendar",
     "Filter",
+    "GraphDeltaState",
     "MailboxState",
     "RefreshStatus",
     "RefusedHost",

@@ -334,6 +334,21 @@ def test_descriptions_asked_later_start_a_round_that_keeps_them(
     assert coffee.body == "Line one\nLine two; with, punctuation \\ and ünïcödé"
 
 
+def test_a_new_round_after_a_410_keeps_the_descriptions(
+    graph_server: Server, fake_graph: FakeGraph
+) -> None:
+    window = window_of()
+    read(graph_server, ROOM_A, window, include_body=True)
+    fake_graph.expire_delta_tokens()
+    read(graph_server, ROOM_A, window)  # a calendar without descriptions meets the 410
+    assert GraphDeltaState.objects.get().with_bodies is True
+    fake_graph.clear_log()
+    assert read(graph_server, ROOM_A, window, include_body=True) == expected(
+        fake_graph, ROOM_A, window, body=True
+    )
+    assert kinds(fake_graph) == ["delta-token"]
+
+
 def test_the_kept_state_is_compact(graph_server: Server, fake_graph: FakeGraph) -> None:
     window = window_of()
     read(graph_server, HALL, window)

@@ -135,6 +135,9 @@ class GraphSource:
         reader = f"{self.upstream_key}:{self.app.client_id}"
         pages = 0
         kept = delta.load(self.server, resource, window, reader)
+        # A new round keeps descriptions when this calendar or the last round had them, so
+        # calendars with and without them, sharing the room, do not take turns re-reading it.
+        with_bodies = include_body or (kept is not None and kept.with_bodies)
         if kept is not None and include_body and not kept.with_bodies:
             client.note("The kept events have no descriptions, which are asked for now.")
             kept = None
@@ -176,7 +179,7 @@ class GraphSource:
         try:
             found = client.read(url, params, DELTA_HEADERS, resource)
             pages += found.pages
-            events = delta.apply({}, found.items, with_bodies=include_body)
+            events = delta.apply({}, found.items, with_bodies=with_bodies)
         except Refused as refused:
             if refused.status not in (400, 501):
                 raise http_error(refused.response, resource, self.app.client_id) from None
@@ -195,7 +198,7 @@ class GraphSource:
                     reader=reader,
                     delta_link=found.delta_link,
                     events=events,
-                    with_bodies=include_body,
+                    with_bodies=with_bodies,
                     previous=None,
                 )
             return list(events.values()), "full read, change tracking started", pages

@@ -16,9 +16,10 @@ from django.apps import AppConfig, apps
 from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]  # a streamed answer too (the console)
 
 SIGNAGE_STAFF = "Signage staff"
 
@@ -107,7 +108,7 @@ def login_or_403(may: Callable[[Any], bool], refusal: str) -> Callable[[View], V
 
     def decorator(view: View) -> View:
         @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if not may(request.user):

@@ -349,8 +349,19 @@ if REDIS_URL and REDIS_URL.partition("://")[0] not in ("redis", "rediss", "unix"
 REFRESH_TIMEOUT = _positive_int("REFRESH_TIMEOUT", 60)  # seconds a background refresh may take
 FEED_REFRESH_TIMEOUT = _positive_int("FEED_REFRESH_TIMEOUT", 10)  # seconds a feed request waits
 EXCHANGE_REQUEST_TIMEOUT = _positive_int("EXCHANGE_REQUEST_TIMEOUT", 20)  # one HTTP call
+# seconds the test console (and manage.py test_calendar) takes at most to answer
+CONSOLE_BUDGET_SECONDS = _positive_int("CONSOLE_BUDGET_SECONDS", 15)
 GRAPH_MAX_CONCURRENCY = _positive_int("GRAPH_MAX_CONCURRENCY", 4)  # per app registration
 EWS_MAX_CONCURRENCY = _positive_int("EWS_MAX_CONCURRENCY", 8)  # per account
+# gssnegotiate (Kerberos): the realm and its domain controllers when DNS does not tell them.
+KERBEROS_REALM = str(_read("KERBEROS_REALM", str, "")).strip().upper()
+KERBEROS_KDC = [
+    kdc.strip()
+    for kdc in _read("KERBEROS_KDC", list, [])  # type: ignore[attr-defined]
+    if kdc.strip()
+]
+if KERBEROS_KDC and not KERBEROS_REALM:
+    raise ImproperlyConfigured("KERBEROS_KDC needs KERBEROS_REALM (the realm those KDCs serve)")
 Q_WORKERS = _positive_int("Q_WORKERS", 4)
 SECRET_EXPIRY_WARNING_DAYS = _positive_int("SECRET_EXPIRY_WARNING_DAYS", 30)
 # The admin's sign-in (django-axes): failures of one username from one address, then
@@ -358,6 +369,8 @@ SECRET_EXPIRY_WARNING_DAYS = _positive_int("SECRET_EXPIRY_WARNING_DAYS", 30)
 LOGIN_FAILURE_LIMIT = _positive_int("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_LOCKOUT_MINUTES = _positive_int("LOGIN_LOCKOUT_MINUTES", 15)
 CONFIG_MAX_BYTES = _positive_int("CONFIG_MAX_BYTES", 1024 * 1024)
+# Revisions kept of the configuration each import replaced (manage.py restore_config).
+CONFIG_REVISIONS_KEPT = _positive_int("CONFIG_REVISIONS_KEPT", 50)
 
 Q_CLUSTER: dict[str, object] = {
     "name": "ews-calendar",

@@ -266,3 +266,26 @@ def test_staff_member_gets_403_on_credentials_in_the_browser(
     assert response is not None and response.status == 200
     assert page.get_by_text("contoso-signage").first.is_visible()
     assert "fake-secret" not in page.content()
+
+
+def test_console_streams_its_steps_then_shows_the_code_on_top(
+    page: Any, staff_user: User, fake_ews: FakeExchange, ews_server: Server
+) -> None:
+    calendar = Calendar.objects.create(calendar_id="lobby", server=ews_server)
+    Resource.objects.create(calendar=calendar, address="room-a@contoso.com")
+    fake_ews.revoke(EWS_DELEGATE, "room-a@contoso.com")
+    fake_ews.faults.latency = 1.5  # each answer of Exchange takes a second and a half
+    log_in(page, "staff", TEST_PASSWORD)
+    page.goto("/console/lobby/", wait_until="commit")
+    # The connection step shows while the calendar view is still on its way.
+    page.wait_for_selector("li.ews-step[data-step='connect']", timeout=10_000)
+    assert page.query_selector("#outcome") is None
+    assert page.get_attribute("#console", "data-outcome") == "running"
+    page.wait_for_selector("#outcome", timeout=20_000)
+    page.wait_for_load_state("load")
+    assert page.get_attribute("#console", "data-outcome") == "failing"
+    # The outcome moved above the steps, with Exchange's own code beside the message.
+    assert page.query_selector("#outcome-slot #outcome") is not None
+    assert page.inner_text("#outcome code.ews-code") == "ErrorAccessDenied"
+    assert page.inner_text("#outcome .ews-failed-step") == "Fetch room-a@contoso.com"
+    assert not page.is_visible("#running")

@@ -1,4 +1,5 @@
-"""Each fault of the fake Exchange: the console names the failing step and the right hint."""
+"""Each fault of the fake Exchange: the console names the failing step as the step list
+does, shows Exchange's own code beside the message, and gives the right hint."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from tests.fakes.identity import FakeIdentityPlatform
 from tests.fixtures.exchange import EWS_DELEGATE
 from tests.fixtures.identity import GRAPH_CLIENT_ID
 from tests.fixtures.users import TEST_PASSWORD
+
+# The console's fetch runs in a thread of its own, with its own database connection.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def wrong_password(request: pytest.FixtureRequest, fake: FakeExchange) -> Server:
@@ -95,45 +99,39 @@ def untrusted_certificate(request: pytest.FixtureRequest, fake: FakeExchange) ->
 
 
 CASES: list[tuple[str, Callable[[pytest.FixtureRequest, FakeExchange], Server], str, str, str]] = [
-    # name (a fault in ews.FAULTS, or of the identity platform), set-up, failing step,
-    # error code, words of the hint
-    (
-        "wrong password",
-        wrong_password,
-        "connection",
-        "wrong-password",
-        "Check the username and password",
-    ),
-    ("access denied", access_denied, "request", "ErrorAccessDenied", "Add-MailboxPermission"),
+    # name (a fault in ews.FAULTS, or of the identity platform), set-up, failing step (the
+    # start of its title in the step list), the upstream's own code, words of the hint
+    ("wrong password", wrong_password, "Connect to", "HTTP 401", "Check the username and password"),
+    ("access denied", access_denied, "Fetch ", "ErrorAccessDenied", "Add-MailboxPermission"),
     (
         "unknown mailbox",
         unknown_mailbox,
-        "request",
+        "Fetch ",
         "ErrorNonExistentMailbox",
         "primary SMTP address",
     ),
     (
         "impersonation denied",
         impersonation_denied,
-        "connection",
+        "Connect to",
         "ErrorImpersonateUserDenied",
         "full_access_as_app",
     ),
-    ("expired secret", expired_secret, "token", "AADSTS7000222", "New client secret"),
-    ("busy", busy, "connection", "ErrorServerBusy", "throttling"),
-    ("soap fault", soap_fault, "connection", "ErrorInternalServerError", "event log"),
-    ("ews blocked", ews_blocked, "connection", "ews-blocked", "EwsAllowedAppIDs"),
+    ("expired secret", expired_secret, "Token from", "AADSTS7000222", "New client secret"),
+    ("busy", busy, "Connect to", "ErrorServerBusy", "throttling"),
+    ("soap fault", soap_fault, "Connect to", "ErrorInternalServerError", "event log"),
+    ("ews blocked", ews_blocked, "Connect to", "HTTP 403", "EwsAllowedAppIDs"),
+    ("endpoint missing", endpoint_missing, "Connect to", "HTTP 404", "/EWS/Exchange.asmx"),
+    ("http error", http_error, "Connect to", "HTTP 500", "MSExchangeServicesAppPool"),
+    ("slow", slow, "Connect to", "TimeoutError", "EXCHANGE_REQUEST_TIMEOUT"),
+    ("down", down, "Connect to", "RemoteDisconnected", "Exchange is down, or a firewall"),
     (
-        "endpoint missing",
-        endpoint_missing,
-        "connection",
-        "endpoint-not-found",
-        "/EWS/Exchange.asmx",
+        "untrusted certificate",
+        untrusted_certificate,
+        "Connect to",
+        "SSLCertVerificationError",
+        "REQUESTS_CA_BUNDLE",
     ),
-    ("http error", http_error, "connection", "http-500", "MSExchangeServicesAppPool"),
-    ("slow", slow, "connection", "timeout", "EXCHANGE_REQUEST_TIMEOUT"),
-    ("down", down, "connection", "connection", "Exchange is down, or a firewall"),
-    ("untrusted certificate", untrusted_certificate, "connection", "tls", "REQUESTS_CA_BUNDLE"),
 ]
 
 
@@ -158,12 +156,23 @@ def test_console_shows_the_failing_step_and_hint(
     client.login(username="staff", password=TEST_PASSWORD)
 
     page = client.get("/console/lobby/")
-    text = htmllib.unescape(page.content.decode())
+    text = htmllib.unescape(b"".join(page.streaming_content).decode())
     assert page.status_code == 200
     assert 'data-outcome="failing"' in text
-    failed = re.search(r"Failed at the (\w+) step:</strong>(.*?)<code>(.*?)</code>", text, re.S)
-    assert failed is not None, text[:2000]
-    assert (failed.group(1), failed.group(3)) == (step, code)
+    failed = re.search(
+        r'Failed at <span class="ews-failed-step">(.*?)</span>:</strong>(.*?)'
+        r'<code class="ews-code"[^>]*>(.*?)</code>',
+        text,
+        re.S,
+    )
+    assert failed is not None, text[-4000:]
+    title, shown_code = failed.group(1), failed.group(3)
+    # The headline names a failed step of the step list, by its title there.
+    failed_titles = re.findall(
+        r'data-ok="false">.*?<span class="ews-step-title">(.*?)</span>', text, re.S
+    )
+    assert title in failed_titles
+    assert (title[: len(step)], shown_code) == (step, code)
     assert hint in text
     assert "fake-password" not in text and "fake-secret" not in text and "fake-wrong" not in text
     assert not Snapshot.objects.exists()

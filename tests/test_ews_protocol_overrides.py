@@ -140,6 +140,7 @@ def test_the_overrides_are_all_found() -> None:
         ("CalendarViewItems", "WARNINGS_TO_IGNORE_IN_RESPONSE"),
         ("MsalCredentials", "access_token"),
         ("MsalCredentials", "refresh"),
+        ("KerberosProtocol", "create_session"),
     } <= names
 
 

@@ -2,7 +2,9 @@
 
 Players poll every few minutes, so a fresh feed request must read only the
 calendar (joined with its server and snapshot): no refresh status, no filters,
-no resources, no session.
+no resources, no session. Who fetched is written at most once a minute per
+player (connector/services/fetches.py): these tests count the requests after
+that first one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def fresh_calendar(make_calendar) -> Calendar:  # type: ignore[no-untyped-def]
 
 
 def queries_of(client: Client, url: str, **headers: str) -> tuple[int, int]:
+    client.get(url, **headers)  # the minute's one write of who fetched
     with CaptureQueriesContext(connection) as captured:
         response = client.get(url, **headers)
     return response.status_code, len(captured.captured_queries)
@@ -53,3 +56,9 @@ def test_a_revalidation_answered_304_costs_the_same_one_query(client, fresh_cale
 
 def test_an_unknown_calendar_costs_one_query(client, db) -> None:  # type: ignore[no-untyped-def]
     assert queries_of(client, "/ical/nothing-here.ics") == (404, 1)
+
+
+def test_the_first_fetch_of_a_minute_adds_one_write(client, fresh_calendar) -> None:  # type: ignore[no-untyped-def]
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get("/ical/rooms.ics").status_code == 200
+    assert len(captured.captured_queries) == FRESH_FEED_QUERIES + 1

@@ -1,6 +1,7 @@
 """Installs are reproducible: the lock files pin every dependency of pyproject.toml, with hashes.
 
 scripts/run installs requirements.lock and scripts/test requirements-test.lock
+(both add requirements-kerberos.lock where the system can build gssapi)
 (``pip install --require-hashes``), then the project itself without
 dependencies; scripts/lock writes both from pyproject.toml. A dependency added
 to pyproject.toml without running scripts/lock fails here, not on a clean machine.
@@ -47,7 +48,12 @@ def requirements(*extras: str) -> list[Requirement]:
 
 
 @pytest.mark.parametrize(
-    ("lock", "extras"), [("requirements.lock", ()), ("requirements-test.lock", ("test",))]
+    ("lock", "extras"),
+    [
+        ("requirements.lock", ()),
+        ("requirements-test.lock", ("test",)),
+        ("requirements-kerberos.lock", ("kerberos",)),
+    ],
 )
 def test_the_lock_pins_every_dependency_within_its_bounds(lock: str, extras: tuple[str]) -> None:
     pinned = pins(lock)
@@ -61,15 +67,21 @@ def test_the_lock_pins_every_dependency_within_its_bounds(lock: str, extras: tup
         )
 
 
-def test_the_tests_run_on_the_application_versions() -> None:
-    application, tests = pins("requirements.lock"), pins("requirements-test.lock")
+@pytest.mark.parametrize("lock", ["requirements-test.lock", "requirements-kerberos.lock"])
+def test_the_tests_and_kerberos_run_on_the_application_versions(lock: str) -> None:
+    application, other = pins("requirements.lock"), pins(lock)
 
-    assert {name: tests.get(name) for name in application} == application
+    assert {name: other.get(name) for name in application} == application
 
 
 @pytest.mark.parametrize(
     ("script", "lock"),
-    [("scripts/run", "requirements.lock"), ("scripts/test", "requirements-test.lock")],
+    [
+        ("scripts/run", "requirements.lock"),
+        ("scripts/test", "requirements-test.lock"),
+        ("scripts/run", "requirements-kerberos.lock"),
+        ("scripts/test", "requirements-kerberos.lock"),
+    ],
 )
 def test_the_scripts_install_from_the_lock(script: str, lock: str) -> None:
     text = (ROOT / script).read_text()

@@ -115,3 +115,48 @@ def configuration_dump(*, secrets: bool = True) -> dict[str, Any]:
             (app.name, app.client_id) for app in AppRegistration.objects.all()
         ),
     }
+
+
+# Small files built in the tests: one server (hq), calendars named by the test.
+HQ = """
+    <scc:server id="{id}" type="ews">
+      <scc:baseuri>https://mail.contoso.example</scc:baseuri>
+      <scc:authentication type="http-authentication">
+        <scc:credentials>
+          <scc:username>delegate@contoso.example</scc:username>
+          <scc:password>{password}</scc:password>
+        </scc:credentials>
+      </scc:authentication>
+    </scc:server>"""
+
+CALENDAR = """
+    <scc:calendar id="{id}" server="url(#{server})">
+      <param name="resource">{id}@contoso.example</param>{params}
+    </scc:calendar>"""
+
+
+def configuration(servers: list[str], calendars: list[str]) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<fcc:configuration xmlns:fcc="urn:ews-calendar:configuration" '
+        'xmlns:scc="urn:ews-calendar:configuration">\n'
+        f"  <fcc:servers>{''.join(servers)}\n  </fcc:servers>\n"
+        f"  <fcc:calendars>{''.join(calendars)}\n  </fcc:calendars>\n"
+        "</fcc:configuration>\n"
+    ).encode()
+
+
+def server(server_id: str = "hq", password: str = "fake-secret-hq-1") -> str:
+    return HQ.format(id=server_id, password=password)
+
+
+def calendar(calendar_id: str, params: str = "", server_id: str = "hq") -> str:
+    return CALENDAR.format(id=calendar_id, server=server_id, params=params)
+
+
+HALL_OWN_ACCOUNT = (
+    '\n      <param name="username">hall-reader@contoso.example</param>'
+    '\n      <param name="password">fake-secret-hall-reader</param>'
+)
+BASE = configuration([server()], [calendar("lobby"), calendar("hall", HALL_OWN_ACCOUNT)])
+ONLY_LOBBY = configuration([server()], [calendar("lobby")])

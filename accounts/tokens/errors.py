@@ -119,6 +119,7 @@ def token_error(app: AppRegistration, result: dict[str, Any]) -> SourceError:
         hint=hint,
         retryable=retryable,
         step="token",
+        upstream=f"AADSTS{code}" if code else str(result.get("error") or ""),
     )
 
 
@@ -158,6 +159,7 @@ def request_error(app: AppRegistration, exc: Exception) -> SourceError:
         hint="The identity platform is unavailable; this is usually brief. Try again later.",
         retryable=True,
         step="token",
+        upstream=type(exc).__name__,
     )
 
 

@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern
 
 from accounts.admin import KeepSecretsForm, SecretsAdmin
 from connector import xmlconfig
@@ -256,24 +256,7 @@ class CalendarAdmin(SecretsAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
-        return [
-            path(
-                "import/",
-                wrap(configuration.import_upload),
-                name="connector_calendar_import",
-            ),
-            path(
-                "import/confirm/",
-                wrap(configuration.import_confirm),
-                name="connector_calendar_import_confirm",
-            ),
-            path(
-                "export/",
-                wrap(configuration.export_download),
-                name="connector_calendar_export",
-            ),
-            *super().get_urls(),
-        ]
+        return [*configuration.urls(wrap), *super().get_urls()]
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

@@ -1,8 +1,12 @@
 """Admin pages: import configuration.xml (upload → preview → confirm) and export it.
 
-``calendars.CalendarAdmin`` routes them (its ``get_urls``) through the admin
-site's ``admin_view``, and offers the export of selected calendars as actions;
-who may import or export is decided here (``can_import``, ``can_export``).
+``calendars.CalendarAdmin`` routes them (its ``get_urls``, through ``urls``
+here) under the admin site's ``admin_view``, with the revision pages of
+``revisions``, and offers the export of selected calendars as actions; who may
+import or export is decided here (``can_import``, ``can_export``).
+
+The preview names, in red, the feeds the import would remove, with their
+players' last fetch; a merge (the upload form's checkbox) removes nothing.
 
 Between preview and confirm the uploaded file waits in DATA_DIR, encrypted with
 the field-encryption key (it may hold passwords), under a random name that only
@@ -28,6 +32,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import URLPattern, reverse
+from django.urls import path as url_path
 from django.views.decorators.http import require_http_methods
 
 from accounts import crypto
@@ -80,6 +86,33 @@ def xml_download(text: str, filename: str = "configuration.xml") -> HttpResponse
 
 class UploadForm(forms.Form):
     file = forms.FileField(label="configuration.xml")
+    merge = forms.BooleanField(
+        label="Merge",
+        required=False,
+        help_text="Add and change what the file names; remove no server or calendar it leaves out.",
+    )
+
+
+def urls(wrap: Any) -> list[URLPattern]:
+    """The import, export and revision pages, under /admin/connector/calendar/."""
+    from connector.admin import revisions
+
+    return [
+        url_path("import/", wrap(import_upload), name="connector_calendar_import"),
+        url_path("import/confirm/", wrap(import_confirm), name="connector_calendar_import_confirm"),
+        url_path("export/", wrap(export_download), name="connector_calendar_export"),
+        url_path("revisions/", wrap(revisions.revision_list), name="connector_calendar_revisions"),
+        url_path(
+            "revisions/<int:number>/download/",
+            wrap(revisions.revision_download),
+            name="connector_calendar_revision_download",
+        ),
+        url_path(
+            "revisions/<int:number>/restore/",
+            wrap(revisions.revision_restore),
+            name="connector_calendar_revision_restore",
+        ),
+    ]
 
 
 # --- the waiting upload --------------------------------------------------------------
@@ -101,7 +134,9 @@ def _forget_old_uploads() -> None:
             pass
 
 
-def _keep_upload(request: HttpRequest, data: bytes, name: str, fingerprint: str) -> str:
+def _keep_upload(
+    request: HttpRequest, data: bytes, name: str, fingerprint: str, *, merge: bool
+) -> str:
     token = secrets.token_urlsafe(24)
     path = _uploads_dir() / f"{token}.xml.enc"
     path.write_bytes(crypto.fernet().encrypt(data))
@@ -111,11 +146,12 @@ def _keep_upload(request: HttpRequest, data: bytes, name: str, fingerprint: str)
         "name": name,
         "sha256": hashlib.sha256(data).hexdigest(),
         "fingerprint": fingerprint,
+        "merge": merge,
     }
     return token
 
 
-def _waiting_upload(request: HttpRequest, token: str) -> tuple[bytes, dict[str, str]] | None:
+def _waiting_upload(request: HttpRequest, token: str) -> tuple[bytes, dict[str, Any]] | None:
     info = request.session.get(SESSION_KEY)
     if not info or not token or not secrets.compare_digest(str(info.get("token")), token):
         return None
@@ -138,7 +174,7 @@ def _drop_upload(request: HttpRequest) -> None:
 # --- views -------------------------------------------------------------------------
 
 
-def _context(request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+def context(request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
     return {
         **admin.site.each_context(request),
         "title": title,
@@ -147,16 +183,55 @@ def _context(request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _preview(
-    request: HttpRequest, plan: xmlconfig.Plan, *, token: str, filename: str
+def preview(
+    request: HttpRequest,
+    plan: xmlconfig.Plan,
+    *,
+    title: str,
+    action: str,
+    hidden: dict[str, str],
+    **extra: Any,
 ) -> HttpResponse:
-    """What importing the upload would change, with the buttons to go on or cancel."""
+    """What an import would change, with the buttons to go on or cancel.
+
+    ``action`` receives the form; ``hidden`` its fields (the upload's token, or
+    the fingerprint of the plan shown). Shared by the upload and the restore of
+    a revision.
+    """
     return render(
         request,
         "admin/connector/config_preview.html",
-        _context(
-            request, "Import configuration.xml: preview", plan=plan, token=token, filename=filename
+        context(
+            request,
+            title,
+            plan=plan,
+            disappearing=xmlconfig.disappearing_feeds(plan),
+            action=action,
+            hidden=hidden,
+            **extra,
         ),
+    )
+
+
+def kept_note(plan: xmlconfig.Plan) -> str:
+    if plan.revision is None:
+        return ""
+    return (
+        f"The configuration it replaced is kept as revision {plan.revision.pk} "
+        "(Configuration revisions)."
+    )
+
+
+def _upload_preview(
+    request: HttpRequest, plan: xmlconfig.Plan, *, token: str, filename: str
+) -> HttpResponse:
+    return preview(
+        request,
+        plan,
+        title="Import configuration.xml: preview",
+        action=reverse("admin:connector_calendar_import_confirm"),
+        hidden={"token": token},
+        filename=filename,
     )
 
 
@@ -172,23 +247,24 @@ def import_upload(request: HttpRequest) -> HttpResponse:
     problems: list[str] = []
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
+        merge = form.cleaned_data["merge"]
         limit = settings.CONFIG_MAX_BYTES
         # Read one byte more than allowed: enough to know it is too big.
         data = upload.read(limit + 1)
         try:
-            plan = xmlconfig.import_configuration(data, dry_run=True)
+            plan = xmlconfig.import_configuration(data, dry_run=True, merge=merge)
         except xmlconfig.ConfigError as exc:
             problems = [str(problem) for problem in exc.problems]
             log.info("configuration.xml upload refused: %s problem(s)", len(problems))
         else:
             _drop_upload(request)
             _forget_old_uploads()
-            token = _keep_upload(request, data, upload.name, plan.fingerprint())
-            return _preview(request, plan, token=token, filename=upload.name)
+            token = _keep_upload(request, data, upload.name, plan.fingerprint(), merge=merge)
+            return _upload_preview(request, plan, token=token, filename=upload.name)
     return render(
         request,
         "admin/connector/config_import.html",
-        _context(
+        context(
             request,
             "Import configuration.xml",
             form=form,
@@ -214,8 +290,16 @@ def import_confirm(request: HttpRequest) -> HttpResponse:
         )
         return redirect("admin:connector_calendar_import")
     data, info = waiting
+    merge = bool(info.get("merge"))
+    origin = xmlconfig.Origin(
+        source="admin upload",
+        by=request.user.get_username(),
+        reason=f"import of {info['name']}{' (merge)' if merge else ''}",
+    )
     try:
-        plan = xmlconfig.import_configuration(data, expected_fingerprint=info["fingerprint"])
+        plan = xmlconfig.import_configuration(
+            data, merge=merge, expected_fingerprint=info["fingerprint"], origin=origin
+        )
     except xmlconfig.ConfigError as exc:
         _drop_upload(request)
         for problem in exc.problems:
@@ -225,13 +309,13 @@ def import_confirm(request: HttpRequest) -> HttpResponse:
         # The database changed since the preview: show what would happen now.
         request.session[SESSION_KEY] = {**info, "fingerprint": exc.plan.fingerprint()}
         messages.warning(request, str(exc))
-        return _preview(request, exc.plan, token=info["token"], filename=info["name"])
+        return _upload_preview(request, exc.plan, token=info["token"], filename=info["name"])
     _drop_upload(request)
     log.info("configuration.xml imported by %s: %s", request.user, plan.summary())
     if plan.is_empty:
         messages.info(request, f"Imported {info['name']}: nothing to change.")
     else:
-        messages.success(request, f"Imported {info['name']}: {plan.summary()}.")
+        messages.success(request, f"Imported {info['name']}: {plan.summary()}. {kept_note(plan)}")
     for warning in plan.warnings:
         messages.warning(request, warning)
     return redirect("admin:connector_calendar_changelist")

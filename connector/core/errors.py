@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class SourceError(Exception):
     """A failure to read calendar data, as an administrator should read it.
@@ -10,7 +12,13 @@ class SourceError(Exception):
     ``ErrorAccessDenied``, ``timeout`` ...), ``message`` says what happened in
     plain words, ``hint`` says how to fix it, ``retryable`` whether trying again
     later can help, ``step`` which pipeline step failed (token, connect, fetch).
-    Never carries a secret.
+
+    ``upstream`` is the upstream's own word for it, as an administrator searches it
+    and quotes it to Microsoft: ``HTTP 503``, an EWS ResponseCode
+    (``ErrorServerBusy``), an AADSTS number, a Graph error code, or the name of the
+    network exception (``ConnectionResetError``); ``back_off`` the seconds Exchange
+    asked to wait (BackOffMilliseconds, Retry-After) when it said. Never carries a
+    secret.
     """
 
     def __init__(
@@ -22,6 +30,8 @@ class SourceError(Exception):
         retryable: bool = False,
         step: str = "fetch",
         resource: str = "",
+        upstream: str = "",
+        back_off: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -30,6 +40,8 @@ class SourceError(Exception):
         self.retryable = retryable
         self.step = step
         self.resource = resource
+        self.upstream = upstream or _upstream_of(code)
+        self.back_off = back_off
 
     def __str__(self) -> str:
         return self.message
@@ -39,3 +51,13 @@ class SourceError(Exception):
         if self.hint:
             text += f"\nHint: {self.hint}"
         return text
+
+
+_UPSTREAM_CODE = re.compile(r"AADSTS\d+|Error[A-Z]\w+|http-\d{3}")
+
+
+def _upstream_of(code: str) -> str:
+    """A code that is already the upstream's own (AADSTS…, an EWS ResponseCode, http-NNN)."""
+    if not _UPSTREAM_CODE.fullmatch(code):
+        return ""
+    return f"HTTP {code[5:]}" if code.startswith("http-") else code

@@ -20,10 +20,54 @@ def _host(url: str) -> str:
         return url
 
 
-def network_error(exc: BaseException, url: str, *, step: str = "connect") -> SourceError | None:
-    """The SourceError for a network-level failure, or None when exc is not one."""
+# Where an exception keeps the one it wraps, besides __cause__ and __context__:
+# urllib3's MaxRetryError.reason, requests' exceptions' first argument.
+_WRAPPED = ("reason",)
+_STDLIB = ("builtins", "socket", "ssl", "http.client")
+
+
+def root_exception_name(exc: BaseException) -> str:
+    """The name of the lowest exception of the standard library under ``exc``.
+
+    requests wraps urllib3, which wraps the socket's own error: the last one
+    (``ConnectionResetError``, ``ConnectionRefusedError``, ``TimeoutError``,
+    ``gaierror``, ``SSLCertVerificationError``) is what an administrator can search.
+    """
+    seen: set[int] = set()
+    queue: list[BaseException] = [exc]
+    found = ""
+    while queue:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if type(current).__module__ in _STDLIB:
+            found = type(current).__name__
+        linked = [current.__cause__, current.__context__]
+        linked += [getattr(current, name, None) for name in _WRAPPED]
+        linked += list(current.args[:1]) if current.args else []
+        queue += [link for link in linked if isinstance(link, BaseException)]
+    return found or type(exc).__name__
+
+
+def _service(step: str, service: str) -> str:
+    if service:
+        return service
+    return "The identity platform" if step == "token" else "Exchange"
+
+
+def network_error(
+    exc: BaseException, url: str, *, step: str = "connect", service: str = ""
+) -> SourceError | None:
+    """The SourceError for a network-level failure, or None when exc is not one.
+
+    ``service`` names who did not answer in the hint ("Exchange", "Microsoft
+    Graph"); a failure of the token step is the identity platform's.
+    """
     host = _host(url)
     text = repr(exc)
+    upstream = root_exception_name(exc)
+    who = _service(step, service)
     if isinstance(exc, requests.exceptions.SSLError | ssl.SSLError) or "CERTIFICATE_VERIFY" in text:
         return SourceError(
             f"The TLS certificate of {host} was not accepted.",
@@ -32,15 +76,17 @@ def network_error(exc: BaseException, url: str, *, step: str = "connect") -> Sou
             "Install a certificate from a trusted CA on the server, or add the CA that issued it "
             "to the trusted bundle of this application (REQUESTS_CA_BUNDLE).",
             step=step,
+            upstream=upstream,
         )
     if isinstance(exc, requests.exceptions.Timeout | TimeoutError) or "timed out" in text.lower():
         return SourceError(
             f"{host} did not answer in time.",
             code="timeout",
-            hint="Exchange is slow or unreachable from this machine: check the firewall and "
+            hint=f"{who} is slow or unreachable from this machine: check the firewall and "
             "the server's load, or raise EXCHANGE_REQUEST_TIMEOUT.",
             retryable=True,
             step=step,
+            upstream=upstream,
         )
     if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError | OSError):
         lowered = text.lower()
@@ -62,13 +108,15 @@ def network_error(exc: BaseException, url: str, *, step: str = "connect") -> Sou
                 "servers know the name (nslookup on the server running ews-calendar).",
                 retryable=True,
                 step=step,
+                upstream=upstream,
             )
         return SourceError(
             f"Could not connect to {host}.",
             code="connection",
-            hint="Exchange is down, or a firewall or proxy blocks this machine: check that "
+            hint=f"{who} is down, or a firewall or proxy blocks this machine: check that "
             f"https://{host}/ opens from the server running ews-calendar.",
             retryable=True,
             step=step,
+            upstream=upstream,
         )
     return None

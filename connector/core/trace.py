@@ -7,7 +7,7 @@ console, ``manage.py test_calendar`` and ``2ical.php?debug=yes`` show it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +23,8 @@ class Step:
     data: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     hint: str = ""
+    code: str = ""  # the upstream's own code of the failure (SourceError.upstream)
+    done: bool = False  # ended (ok or failed); False while it runs
 
     def note(self, text: str) -> None:
         self.details.append(text)
@@ -31,6 +33,8 @@ class Step:
 @dataclass
 class Trace:
     steps: list[Step] = field(default_factory=list)
+    # Told of each step as it ends, from the thread that ran it (the console streams them).
+    on_finish: Callable[[Step], None] | None = None
 
     @contextmanager
     def step(self, name: str, title: str) -> Iterator[Step]:
@@ -44,9 +48,13 @@ class Trace:
             current.ok = False
             current.error = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
             current.hint = getattr(exc, "hint", "")
+            current.code = getattr(exc, "upstream", "") or getattr(exc, "code", "")
             raise
         finally:
             current.duration = time.perf_counter() - started
+            current.done = True
+            if self.on_finish is not None:
+                self.on_finish(current)
 
     @property
     def ok(self) -> bool:

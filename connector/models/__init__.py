@@ -1,6 +1,8 @@
 """Models of the connector: configuration (servers, calendars) and state (snapshots)."""
 
 from connector.models.calendars import Alarm, Calendar, Filter, Resource
+from connector.models.fetches import FeedFetch
+from connector.models.revisions import ConfigRevision
 from connector.models.servers import Server
 from connector.models.state import (
     GraphDeltaState,
@@ -14,6 +16,8 @@ from connector.models.state import (
 __all__ = [
     "Alarm",
     "Calendar",
+    "ConfigRevision",
+    "FeedFetch",
     "Filter",
     "GraphDeltaState",
     "MailboxState",

@@ -39,7 +39,7 @@ class Server(models.Model):
         NTLM = "ntlm", "NTLM"
         BASIC = "basic", "Basic"
         DIGEST = "digest", "Digest"
-        GSSNEGOTIATE = "gssnegotiate", "Negotiate (Kerberos/NTLM)"
+        GSSNEGOTIATE = "gssnegotiate", "Kerberos (Negotiate)"
 
     server_id = models.CharField(
         "id",

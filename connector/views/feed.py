@@ -20,9 +20,10 @@ from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from connector.access import may_fetch_feed
+from connector.access import client_address, may_fetch_feed
 from connector.core import metrics
 from connector.models import Calendar, Snapshot
+from connector.services.fetches import record_fetch
 from connector.services.refresh import refresh_or_wait
 from connector.views.pages import text_response
 
@@ -80,8 +81,11 @@ def calendar_feed(request: HttpRequest, calendar: Calendar) -> HttpResponse:
     return text_response(502, f"Calendar {calendar.calendar_id} could not be read: {outcome.error}")
 
 
-def feed_response(request: HttpRequest, calendar_id: str) -> HttpResponse:
-    """The feed of ``calendar_id`` for this request: 404, 403, or the feed; counted."""
+def feed_response(request: HttpRequest, calendar_id: str, *, shown_path: str = "") -> HttpResponse:
+    """The feed of ``calendar_id`` for this request: 404, 403, or the feed; counted.
+
+    ``shown_path`` is how the fetch is named on /status/ (default: the request's path).
+    """
     # The own password is read (decrypted) only when a refresh needs it.
     calendar = (
         # One query for the hot path: the calendar, its server and its snapshot.
@@ -100,7 +104,37 @@ def feed_response(request: HttpRequest, calendar_id: str) -> HttpResponse:
         )
     else:
         response = calendar_feed(request, calendar)
+    _record_after_sending(
+        request, response, calendar_id, shown_path or request.path, known=calendar is not None
+    )
     return counted(request, response)
+
+
+def _record_after_sending(
+    request: HttpRequest, response: HttpResponse, calendar_id: str, path: str, *, known: bool
+) -> None:
+    """Record who fetched, once the answer is sent: the WSGI server closes the response
+    after writing it, so the player never waits for this (at most one write a minute)."""
+    client = client_address(request)
+    user_agent = str(request.META.get("HTTP_USER_AGENT") or "")
+    status = response.status_code
+    close = response.close
+
+    def record_then_close() -> None:
+        try:
+            record_fetch(
+                calendar_id,
+                client=client,
+                path=path,
+                user_agent=user_agent,
+                status=status,
+                known=known,
+            )
+        except Exception:
+            log.exception("could not record the fetch of %s", calendar_id)
+        close()
+
+    response.close = record_then_close  # type: ignore[method-assign]
 
 
 def counted(request: HttpRequest, response: HttpResponse) -> HttpResponse:

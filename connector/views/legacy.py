@@ -7,6 +7,7 @@ It routes one URL to two pages, as the PHP script did: the feed, or with
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
@@ -17,10 +18,14 @@ from connector.views.pages import text_response
 
 @csrf_exempt
 @require_safe
-def legacy_feed(request: HttpRequest) -> HttpResponse:
+def legacy_feed(request: HttpRequest) -> HttpResponseBase:
     calendar_id = request.GET.get("calendarId", "")
     if not calendar_id:
         return counted(request, text_response(404, "Give the calendar as ?calendarId=<id>."))
     if request.GET.get("debug", "").lower() == "yes":
-        return counted(request, debug_trace(request, calendar_id))
-    return feed_response(request, calendar_id)
+        trace = debug_trace(request, calendar_id)
+        # The console streams its steps (a GET); a redirect, a refusal or HEAD is whole.
+        return counted(request, trace) if isinstance(trace, HttpResponse) else trace
+    return feed_response(
+        request, calendar_id, shown_path=f"{request.path}?calendarId={calendar_id}"
+    )

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from connector.models import Server
 from connector.roles import operator_required
+from connector.services.fetches import last_fetches, unknown_fetches
 from connector.services.graph_switch import retirement_notice
 from connector.services.hosts import recently_refused
 from connector.services.status import STATUSES, calendar_rows, credential_rows, worker_state
@@ -43,6 +44,8 @@ def status_context() -> dict[str, Any]:
         "retiring_servers": retiring,
         "retirement_notice": retirement_notice(timezone.localdate(now)),
         "refused_hosts": recently_refused(now),
+        "fetches": list(last_fetches(sorted(row.calendar_id for row in rows)).items()),
+        "unknown_fetches": unknown_fetches(),
         "allowed_hosts": settings.ALLOWED_HOSTS,
         "allowed_hosts_found": settings.ALLOWED_HOSTS_FOUND,
         "time_zone": {

@@ -7,8 +7,9 @@ matcher decides, server by server, whether that is an existing
 new password, secret or secret expiry, or a new one named after the server:
 
 - found by content: the same username; the same flow, tenant, client id,
-  authority and account. The credential already linked to the server comes
-  first, then the one named like the server, then the oldest;
+  authority and account. The credential a restored revision names for the
+  server comes first, then the one already linked to the server, then the one
+  named like the server, then the oldest;
 - a password or secret the file gives is looked for among those stored (and
   among the new credentials of the same file) before anything changes;
 - a password or secret left out of the file (an export without secrets)
@@ -74,8 +75,11 @@ def match_order(specs: list[ServerSpec]) -> list[ServerSpec]:
 class CredentialMatcher:
     """Finds or makes the credential of each server, reusing by content."""
 
-    def __init__(self, warnings: list[str]) -> None:
+    def __init__(self, warnings: list[str], refs: dict[str, tuple[str, int]] | None = None) -> None:
         self.warnings = warnings  # the plan's: what an administrator must still do
+        # A revision's references (server id → (model name, pk)): the credential each
+        # server used then comes first among those that match by content.
+        self.refs = refs or {}
         self.accounts = list(ServiceAccount.objects.prefetch_related("servers"))
         self.apps = list(AppRegistration.objects.prefetch_related("servers"))
         self.new: list[CredentialChoice] = []
@@ -94,11 +98,18 @@ class CredentialMatcher:
             name = f"{base}-{number}"
         return name
 
-    @staticmethod
-    def _ordered(candidates: list[Any], server: Server | None, server_id: str) -> list[Any]:
-        def rank(obj: Any) -> tuple[int, int, int]:
+    def _ordered(self, candidates: list[Any], server: Server | None, server_id: str) -> list[Any]:
+        ref = self.refs.get(server_id)
+
+        def rank(obj: Any) -> tuple[int, int, int, int]:
+            referenced = ref is not None and (type(obj).__name__, obj.pk) == tuple(ref)
             linked = server is not None and any(s.pk == server.pk for s in obj.servers.all())
-            return (0 if linked else 1, 0 if obj.name == server_id else 1, obj.pk)
+            return (
+                0 if referenced else 1,
+                0 if linked else 1,
+                0 if obj.name == server_id else 1,
+                obj.pk,
+            )
 
         return sorted(candidates, key=rank)
 

@@ -1,7 +1,8 @@
 """What importing a configuration would add, change and remove; and applying it.
 
 The file describes the whole configuration: servers and calendars it does not
-name are removed. Credentials are not named in the file; they are found by
+name are removed, unless the plan is a merge (``make_plan(..., merge=True)``),
+which adds and changes but removes nothing. Credentials are not named in the file; they are found by
 content (the same username, the same app registration) and reused, or created
 and named after the server (``credentials.CredentialMatcher`` decides). A
 password left out of the file (an export without secrets) keeps the stored one.
@@ -20,7 +21,7 @@ from typing import Any, Literal
 from django.db import transaction
 
 from accounts.models import AppRegistration, ServiceAccount
-from connector.models import Alarm, Calendar, Filter, Resource, Server
+from connector.models import Alarm, Calendar, ConfigRevision, Filter, Resource, Server
 from connector.models.servers import EXCHANGE_ONLINE_EWS_WARNING
 from connector.xmlconfig import params as P
 from connector.xmlconfig.credentials import CredentialChoice, CredentialMatcher, match_order
@@ -52,6 +53,8 @@ class Plan:
     calendars_to_write: set[str] = field(default_factory=set)
     servers_to_remove: list[Server] = field(default_factory=list)
     calendars_to_remove: list[Calendar] = field(default_factory=list)
+    merge: bool = False  # nothing is removed: what the file does not name stays
+    revision: ConfigRevision | None = None  # what it replaced, kept once the plan is applied
 
     def of(self, action: Action) -> list[Change]:
         return [change for change in self.changes if change.action == action]
@@ -83,7 +86,8 @@ class Plan:
 
     def fingerprint(self) -> str:
         """Identifies what this plan would do, to tell whether a preview is still true."""
-        return hashlib.sha256("\n".join(self.lines()).encode()).hexdigest()
+        mode = ["merge"] if self.merge else []
+        return hashlib.sha256("\n".join(mode + self.lines()).encode()).hexdigest()
 
 
 class PlanChanged(Exception):
@@ -182,9 +186,19 @@ def _server_differences(
 # --- planning ---------------------------------------------------------------------
 
 
-def make_plan(config: Configuration) -> Plan:
-    """Compare the file with the database; nothing is written."""
-    plan = Plan(configuration=config)
+def make_plan(
+    config: Configuration,
+    *,
+    merge: bool = False,
+    credential_refs: dict[str, tuple[str, int]] | None = None,
+) -> Plan:
+    """Compare the file with the database; nothing is written.
+
+    ``merge``: servers and calendars the file does not name stay as they are
+    (nothing is removed). ``credential_refs`` (a revision's, by server id): the
+    credential each server used then, preferred when it still matches.
+    """
+    plan = Plan(configuration=config, merge=merge)
     servers = {
         server.server_id: server
         for server in Server.objects.select_related("service_account", "app_registration")
@@ -195,7 +209,7 @@ def make_plan(config: Configuration) -> Plan:
             "resources", "alarms"
         )
     }
-    credentials = CredentialMatcher(plan.warnings)
+    credentials = CredentialMatcher(plan.warnings, credential_refs or {})
     choices = {
         spec.server_id: credentials.for_server(spec, servers.get(spec.server_id))
         for spec in match_order(config.servers)
@@ -239,6 +253,11 @@ def make_plan(config: Configuration) -> Plan:
         named.add(calendar_spec.calendar_id)
         current_calendar = calendars.get(calendar_spec.calendar_id)
         wanted = _wanted_calendar_state(calendar_spec, current_calendar)
+        if wanted["username"] and calendar_spec.password is None and not wanted["password"]:
+            plan.warnings.append(
+                f"calendar {calendar_spec.calendar_id}: the file gives no password for "
+                f"{wanted['username']}; enter it in the admin (Calendars) before it can refresh"
+            )
         if current_calendar is None:
             plan.calendars_to_write.add(calendar_spec.calendar_id)
             rooms = len(calendar_spec.resources)
@@ -258,13 +277,13 @@ def make_plan(config: Configuration) -> Plan:
                 Change("change", "calendar", calendar_spec.calendar_id, details)
             )
     for calendar_id, calendar in sorted(calendars.items()):
-        if calendar_id not in named:
+        if calendar_id not in named and not merge:
             plan.calendars_to_remove.append(calendar)
             calendar_changes.append(Change("remove", "calendar", calendar_id))
 
     named_servers = {spec.server_id for spec in config.servers}
     for server_id, server in sorted(servers.items()):
-        if server_id not in named_servers:
+        if server_id not in named_servers and not merge:
             plan.servers_to_remove.append(server)
             server_changes.append(Change("remove", "server", server_id))
 

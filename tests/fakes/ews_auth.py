@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.request import parse_http_list, parse_keqv_list
 
-SCHEMES = ("basic", "digest", "ntlm", "negotiate")
+SCHEMES = ("basic", "digest", "ntlm", "negotiate", "kerberos")
 REALM = "ews.contoso.com"
 
 
@@ -27,7 +27,7 @@ REALM = "ews.contoso.com"
 class FakeUser:
     username: str  # as the client sends it: delegate@contoso.com or CONTOSO\delegate
     password: str
-    scheme: str  # basic | digest | ntlm | negotiate (NTLM inside Negotiate)
+    scheme: str  # basic | digest | ntlm | negotiate (NTLM inside Negotiate) | kerberos
     mailbox: str = ""  # SMTP address of the user's own mailbox
 
     @property
@@ -202,6 +202,9 @@ class Authenticator:
         self.users: dict[str, FakeUser] = {}
         self.negotiate_only = False  # advertise only "Negotiate", as an IIS without NTLM provider
         self.token_validator: object = None  # Callable[[str], bool] set by the identity fixture
+        # Kerberos: the keytab of the service principal HTTP/<host> (tests/fixtures/kerberos.py);
+        # users of scheme "kerberos" are found by their principal (user@REALM).
+        self.keytab = ""
         self._lock = threading.Lock()
         self._connections: dict[int, FakeUser] = {}  # NTLM: authenticated connections
         self._pending: dict[int, bytes] = {}  # NTLM: server challenge per connection
@@ -231,9 +234,9 @@ class Authenticator:
         """The WWW-Authenticate header of a 401, listing what the server accepts."""
         schemes = {user.scheme for user in self.users.values()}
         offers: list[str] = []
-        if schemes & {"ntlm", "negotiate"}:
+        if schemes & {"ntlm", "negotiate", "kerberos"}:
             offers.append("Negotiate")
-            if not self.negotiate_only:
+            if not self.negotiate_only and schemes & {"ntlm", "negotiate"}:
                 offers.append("NTLM")
         if "digest" in schemes:
             nonce = os.urandom(16).hex()
@@ -344,8 +347,47 @@ class Authenticator:
             with self._lock:
                 self._connections[connection_id] = user
             return Outcome(user=user)
+        if scheme == "negotiate" and self.keytab:
+            return self._kerberos(token, connection_id)
         # A Kerberos (SPNEGO) token: this fake has no KDC, as a server whose SPN is missing.
         return self._refused("Kerberos is not available")
+
+    def _kerberos(self, token: bytes, connection_id: int) -> Outcome:
+        """Accept a SPNEGO/Kerberos token with the service keytab, as IIS with Kerberos does.
+
+        A refused ticket (clock skew, a ticket for another service, a tampered token) is
+        answered 401 with the acceptor's Kerberos error token in ``WWW-Authenticate:
+        Negotiate``, as Windows does (RFC 4559 section 5; RFC 4121 section 4.1: the
+        acceptor returns a KRB-ERROR to the initiator), so the client learns why.
+        Like IIS with authPersistNonNTLM (its default), the connection then stays
+        authenticated.
+        """
+        import gssapi
+
+        server = gssapi.Credentials(usage="accept", store={"keytab": self.keytab})
+        context = gssapi.SecurityContext(creds=server, usage="accept")
+        reply = b""
+        try:
+            # python-gssapi returns the error token of a failed step and raises the error
+            # at the next use of the context.
+            reply = context.step(token) or b""
+            complete = context.complete
+        except gssapi.exceptions.GSSError as exc:
+            error_token = reply or getattr(exc, "token", None) or b""
+            offer = "Negotiate"
+            if error_token:
+                offer += f" {base64.b64encode(error_token).decode()}"
+            headers = {"WWW-Authenticate": offer}
+            return Outcome(challenge=headers, reason=f"Kerberos refused: {exc.gen_message()}")
+        if not complete:
+            challenge = {"WWW-Authenticate": f"Negotiate {base64.b64encode(reply).decode()}"}
+            return Outcome(challenge=challenge, reason="Kerberos continues")
+        user = self._find(str(context.initiator_name))
+        if user is None or user.scheme != "kerberos":
+            return self._refused(f"no mailbox user for {context.initiator_name}")
+        with self._lock:
+            self._connections[connection_id] = user
+        return Outcome(user=user)
 
     def _bearer(self, token: str) -> Outcome:
         validator = self.token_validator

@@ -7,15 +7,18 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connector.models import Calendar
-from connector.services.console import render_text, run_console
+from connector.services.console import stream_console
+from connector.services.console_text import render_head, render_step, render_tail
 
 
 class Command(BaseCommand):
     requires_system_checks: list[str] = []  # a quick look; manage.py check is there for that
     help = (
         "Fetch a calendar live through the same pipeline as the refresh and show each step "
-        "with its duration, every event kept or dropped, the alarms and what the screens "
-        "show. Saves nothing. Exits with status 1 when the fetch fails."
+        "as it ends, each room's outcome with Exchange's own code, every event kept or "
+        "dropped (with its sensitivity and free/busy), the alarms and what the screens show. "
+        "Answers within CONSOLE_BUDGET_SECONDS. Saves nothing. Exits with status 1 when a "
+        "room cannot be read."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -31,11 +34,16 @@ class Command(BaseCommand):
             )
         except Calendar.DoesNotExist:
             raise CommandError(f"No calendar with id {options['calendar_id']!r}.") from None
-        run = run_console(calendar)
-        self.stdout.write(render_text(run, show_ics=options["ics"]), ending="")
+        run, steps = stream_console(calendar)
+        self.stdout.write(render_head(run), ending="")
+        for step in steps:  # each step as it ends
+            self.stdout.write(render_step(step), ending="")
+            self.stdout.flush()
+        self.stdout.write(render_tail(run, show_ics=options["ics"]), ending="")
         if not run.ok:
+            where = "partly failed" if run.partial else "failed"
             raise CommandError(
-                f"{calendar.calendar_id}: failed at the {run.failed_step_name} step: "
-                f"{run.error_message}",
+                f"{calendar.calendar_id}: {where} at “{run.failed_step_title}” "
+                f"({run.error_code}): {run.error_message}",
                 returncode=1,
             )

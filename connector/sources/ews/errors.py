@@ -78,6 +78,9 @@ class Row:
     # The row holds only when this flag of the ErrorContext is set: the fix differs for
     # an app registration (oauth) and for Exchange Online.
     when: Literal["", "oauth", "exchange_online"] = ""
+    # Exchange's own word for it, shown beside the message ("" = from the exception:
+    # its ResponseCode, or the HTTP status exchangelib read it from).
+    upstream: str = ""
 
     def holds_for(self, ctx: ErrorContext) -> bool:
         return not self.when or bool(getattr(ctx, self.when))
@@ -94,7 +97,34 @@ class Row:
             retryable=self.retryable,
             step=self.step,
             resource=ctx.resource if self.for_resource else "",
+            upstream=self.upstream.format(**fields) if self.upstream else upstream_code(exc),
+            back_off=_back_off(exc),
         )
+
+
+def upstream_code(exc: BaseException) -> str:
+    """What Exchange said, as it said it: the ResponseCode, else the HTTP status.
+
+    exchangelib names its exception classes after the ResponseCodes; a few stand for
+    an HTTP answer or for its own retry policy giving up on ErrorServerBusy.
+    """
+    if isinstance(exc, ews.RateLimitError):
+        return "ErrorServerBusy"
+    if isinstance(exc, ews.UnauthorizedError):
+        return "HTTP 401"
+    if isinstance(exc, ews.RedirectError):
+        return "HTTP 302"
+    if isinstance(exc, ews.CASError):
+        return f"X-CasErrorCode {exc.cas_error}"
+    return type(exc).__name__
+
+
+def _back_off(exc: BaseException) -> float | None:
+    """The seconds Exchange asked to wait (BackOffMilliseconds), when it asked."""
+    wait = getattr(exc, "wait", None) if isinstance(exc, ews.RateLimitError) else None
+    if isinstance(exc, ews.ErrorServerBusy):
+        wait = exc.back_off
+    return float(wait) if wait else None
 
 
 def _fields(exc: BaseException, ctx: ErrorContext) -> dict[str, str]:
@@ -312,6 +342,12 @@ def _unauthorized(exc: BaseException, ctx: ErrorContext) -> SourceError:
 
 
 def _http(exc: EwsHttpError, ctx: ErrorContext) -> SourceError:
+    error = _http_error(exc, ctx)
+    error.upstream = f"HTTP {exc.status}"
+    return error
+
+
+def _http_error(exc: EwsHttpError, ctx: ErrorContext) -> SourceError:
     if exc.status == 401:
         return _unauthorized(exc, ctx)
     if exc.status == 403 and (ctx.oauth or ctx.exchange_online):
@@ -383,11 +419,18 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+def _rewrapped(exc: BaseException) -> bool:
+    return isinstance(exc, ews.ErrorServerBusy) and str(exc).startswith("Reraised from")
+
+
 def source_error(exc: BaseException, ctx: ErrorContext) -> SourceError:
     """The SourceError for anything raised while reading EWS."""
     if isinstance(exc, SourceError):
         return exc
-    chain = list(_chain(exc))
+    # exchangelib wraps a time-out or transient error it would retry in an
+    # ErrorServerBusy "Reraised from ..."; tried once (the console), the wrapped one is
+    # the news.
+    chain = [link for link in _chain(exc) if not _rewrapped(link)]
     for link in chain:
         if isinstance(link, EwsHttpError):
             return _http(link, ctx)
@@ -408,4 +451,5 @@ def source_error(exc: BaseException, ctx: ErrorContext) -> SourceError:
         code="error",
         hint="An unexpected failure: the server log of ews-calendar has the details.",
         resource=ctx.resource,
+        upstream=type(exc).__name__,
     )

@@ -37,6 +37,7 @@ from exchangelib import (
     Identity,
 )
 from exchangelib.protocol import Protocol, close_connections
+from exchangelib.transport import GSSAPI
 
 from accounts.models import AppRegistration
 from accounts.tokens import acquire_token, discard_token
@@ -48,12 +49,9 @@ from connector.sources.ews.version import stored_version
 
 log = logging.getLogger(__name__)
 
-# gssnegotiate: exchangelib's Kerberos support (GSSAPI) needs requests-gssapi, system
-# Kerberos libraries and a ticket of the machine, and ignores the configured password.
-# What the configured account can do is NTLM inside Negotiate: requests-ntlm answers a
-# server that offers only "Negotiate" with NTLM tokens in the Negotiate header, which
-# IIS accepts. So gssnegotiate authenticates as NTLM-in-Negotiate, never Kerberos.
-AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "digest": DIGEST, "gssnegotiate": NTLM}
+# gssnegotiate is Kerberos (SPNEGO): the service account's own ticket, obtained with its
+# password (connector/sources/ews/kerberos.py), as the PHP connector's scheme of that name.
+AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "digest": DIGEST, "gssnegotiate": GSSAPI}
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,11 @@ What it relies on, as of exchangelib 5.5.1 to 5.6.0:
   ``token`` every session of the Protocol adds to its requests; and
   ``Protocol.create_oauth2_session``, which fetches a token itself only when the
   session got none, and renews it on its own only with a client secret (MsalCredentials).
+- ``Protocol.create_session()``, which for GSSAPI gives the session an auth that
+  ignores the credentials; KerberosProtocol replaces that auth by one with the
+  service account's own ticket (kerberos.py, which relies on requests-gssapi's
+  ``generate_request_header``, ``handle_response`` and ``context``, checked by
+  tests/test_kerberos.py).
 - ``Version.guess(protocol, api_version_hint)``, which probes with a ConvertId from
   ``ConvertId.supported_api_versions()[0]`` down and raises
   ``TransportError("No valid version headers ...")`` when no answer names a
@@ -62,6 +67,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -79,10 +85,13 @@ from exchangelib.items import ID_ONLY, SHALLOW, CalendarItem
 from exchangelib.properties import CalendarView, DistinguishedFolderId
 from exchangelib.protocol import FaultTolerance, Protocol
 from exchangelib.services import ConvertId, FindItem, GetItem
+from exchangelib.transport import GSSAPI
 from exchangelib.util import TNS, is_xml
 from exchangelib.version import EXCHANGE_2010, Version
 
+from connector.core import budget
 from connector.core.errors import SourceError
+from connector.sources.ews import kerberos
 from connector.sources.ews.errors import EwsHttpError
 from connector.sources.ews.mapping import RawTimes, raw_instant, zone_of
 
@@ -108,7 +117,9 @@ class RefreshRetryPolicy(FaultTolerance):
     only while the wait fits before the deadline; beyond, it gives up at once rather
     than sleeping past the refresh's time bound. An HTTP error that is not SOAP
     fails at once with its status: FaultTolerance would take a 401 for throttling and
-    retry a wrong password until max_wait.
+    retry a wrong password until max_wait. Inside a budget without retries (the test
+    console, connector.core.budget) it fails fast: a busy Exchange is tried once and
+    its ErrorServerBusy, with the BackOffMilliseconds it asked for, is the answer.
     """
 
     def __init__(self) -> None:
@@ -123,6 +134,21 @@ class RefreshRetryPolicy(FaultTolerance):
             yield
         finally:
             self._local.deadline = previous
+
+    @property
+    def fail_fast(self) -> bool:
+        return not budget.retries_allowed()
+
+    @property
+    def back_off_until(self) -> dt.datetime | None:
+        if not budget.retries_allowed():
+            return None  # tried once: no waiting for an earlier back-off either
+        until: dt.datetime | None = super().back_off_until
+        return until
+
+    @back_off_until.setter
+    def back_off_until(self, value: dt.datetime | None) -> None:
+        FaultTolerance.back_off_until.fset(self, value)  # type: ignore[attr-defined]
 
     def back_off(self, seconds: float | None) -> None:
         wait = self.DEFAULT_BACKOFF if seconds is None else seconds
@@ -303,7 +329,9 @@ def calendar_view(
     account: Account, folder: Any, start: dt.datetime, end: dt.datetime
 ) -> tuple[list[tuple[Any, RawTimes]], bool]:
     """The items of one CalendarView with their raw times; and whether Exchange cut it short."""
-    service = CalendarViewItems(account=account, timeout=settings.EXCHANGE_REQUEST_TIMEOUT)
+    service = CalendarViewItems(
+        account=account, timeout=budget.timeout(settings.EXCHANGE_REQUEST_TIMEOUT)
+    )
     view = CalendarView(
         start=EWSDateTime.from_datetime(start.astimezone(dt.UTC)),
         end=EWSDateTime.from_datetime(end.astimezone(dt.UTC)),
@@ -329,7 +357,9 @@ def items_with_bodies(
 ) -> Iterable[Any]:
     """Each item (or the exception of an item gone since), in the order of ``ids``."""
     service = ItemsWithBodies(
-        account=account, chunk_size=GET_ITEM_CHUNK, timeout=settings.EXCHANGE_REQUEST_TIMEOUT
+        account=account,
+        chunk_size=GET_ITEM_CHUNK,
+        timeout=budget.timeout(settings.EXCHANGE_REQUEST_TIMEOUT),
     )
     return service.call(**get_item_arguments(ids, body_field))
 
@@ -345,10 +375,37 @@ def open_protocol(config: Configuration) -> Protocol:
         del Protocol[config]
     except KeyError:
         pass
-    protocol = Protocol(config=config)
+    kind = KerberosProtocol if config.auth_type == GSSAPI else Protocol
+    protocol = kind(config=config)
     protocol.TIMEOUT = settings.EXCHANGE_REQUEST_TIMEOUT
     protocol.RETRY_WAIT = RETRY_WAIT
     return protocol
+
+
+class KerberosProtocol(Protocol):
+    """gssnegotiate: every session authenticates with the service account's own ticket.
+
+    exchangelib's GSSAPI sessions rely on a ticket obtained outside the process
+    (``kinit``, a keytab) and ignore the configured password; this one asks the
+    KDC itself (connector/sources/ews/kerberos.py). Overrides ``create_session``.
+    """
+
+    def create_session(self) -> Any:
+        host = urlsplit(self.service_endpoint).hostname or self.service_endpoint
+        if not kerberos.available():
+            raise kerberos.not_installed(host)
+        session = super().create_session()
+        with _tickets_lock:
+            tickets = getattr(self, "_kerberos_tickets", None)
+            if tickets is None:
+                tickets = kerberos.Tickets(self.credentials.username, self.credentials.password)
+                self._kerberos_tickets = tickets
+        session.auth = kerberos.KerberosAuth(tickets)
+        return session
+
+
+# One ticket per protocol (endpoint and account), shared by its sessions.
+_tickets_lock = threading.Lock()
 
 
 # -- the OAuth token: msal's, whatever exchangelib does ------------------------------------

@@ -20,10 +20,10 @@ import requests
 from django.conf import settings
 
 from accounts.tokens import acquire_token, discard_token
-from connector.core import metrics
+from connector.core import budget, metrics
 from connector.core.errors import SourceError
 from connector.core.network import network_error
-from connector.sources.graph.errors import error_code
+from connector.sources.graph.errors import error_code, retry_after
 
 if TYPE_CHECKING:
     from accounts.models import AppRegistration
@@ -185,8 +185,8 @@ class GraphClient:
         slot = _slot(self.app)
         token = self.token()
         for attempt in range(MAX_RETRIES + 1):
-            timeout = min(
-                settings.EXCHANGE_REQUEST_TIMEOUT, max(self.deadline - time.monotonic(), 1)
+            timeout = budget.timeout(
+                min(settings.EXCHANGE_REQUEST_TIMEOUT, max(self.deadline - time.monotonic(), 1))
             )
             with slot:
                 try:
@@ -198,7 +198,7 @@ class GraphClient:
                     )
                 except requests.RequestException as exc:
                     self._count("error")
-                    error = network_error(exc, url, step="fetch")
+                    error = network_error(exc, url, step="fetch", service="Microsoft Graph")
                     raise (error or SourceError(f"Graph request failed: {exc!r}")) from None
             self.requests += 1
             self.bytes += len(response.content)
@@ -207,8 +207,12 @@ class GraphClient:
                 self._count("ok" if status < 400 else "error")
                 return response
             self._count("throttled")
-            wait = _retry_after(response, attempt)
-            if attempt == MAX_RETRIES or time.monotonic() + wait > self.deadline:
+            wait = retry_after(response, attempt)
+            if (
+                attempt == MAX_RETRIES
+                or time.monotonic() + wait > self.deadline
+                or not budget.retries_allowed()  # the test console tries once
+            ):
                 return response
             self.note(f"Graph answered {status}; waiting {wait:g} s (Retry-After) before retrying")
             log.info("graph %s for %s: retrying after %s s", status, self.server_id, wait)
@@ -217,11 +221,3 @@ class GraphClient:
 
     def _count(self, outcome: str) -> None:
         metrics.EXCHANGE_REQUESTS.labels(upstream=self.server_id, outcome=outcome).inc()
-
-
-def _retry_after(response: requests.Response, attempt: int) -> float:
-    header = response.headers.get("Retry-After", "")
-    try:
-        return max(float(header), 0.0)
-    except ValueError:
-        return float(min(2**attempt, 30))  # no (readable) Retry-After: back off

@@ -21,6 +21,24 @@ def error_code(response: requests.Response) -> tuple[str, str]:
 
 
 def http_error(response: requests.Response, resource: str, client_id: str) -> SourceError:
+    """The SourceError of an answer that is not a page, with Graph's own status and code."""
+    error = _http_error_of(response, resource, client_id)
+    error.upstream = f"HTTP {response.status_code} {error_code(response)[0]}".strip()
+    if response.status_code in (429, 503, 504) and response.headers.get("Retry-After"):
+        error.back_off = retry_after(response, 0)
+    return error
+
+
+def retry_after(response: requests.Response, attempt: int) -> float:
+    """Seconds Graph asks to wait (Retry-After), or a back-off growing with the attempts."""
+    header = response.headers.get("Retry-After", "")
+    try:
+        return max(float(header), 0.0)
+    except ValueError:
+        return float(min(2**attempt, 30))  # no (readable) Retry-After: back off
+
+
+def _http_error_of(response: requests.Response, resource: str, client_id: str) -> SourceError:
     """The SourceError, with its hint, of an answer that is not 200."""
     status = response.status_code
     code, message = error_code(response)

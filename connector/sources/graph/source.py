@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 
+from connector.core import budget
 from connector.core.errors import SourceError
 from connector.core.trace import NullTrace, Trace
 from connector.models.servers import GRAPH_DEFAULT_BASE_URI
@@ -96,7 +97,7 @@ class GraphSource:
             base=self.base,
             server_id=self.server.server_id,
             trace=self.trace,
-            deadline=self.deadline or time.monotonic() + settings.REFRESH_TIMEOUT,
+            deadline=budget.deadline(self.deadline or time.monotonic() + settings.REFRESH_TIMEOUT),
             note=lambda text: None,
         )
         client.token()  # the token step comes before the fetch step

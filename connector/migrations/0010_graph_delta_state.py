@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("connector", "0006_refusedhost"),
+        ("connector", "0009_gssnegotiate_is_kerberos"),
     ]
 
     operations = [

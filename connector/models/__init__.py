@@ -5,6 +5,7 @@ from connector.models.fetches import FeedFetch
 from connector.models.revisions import ConfigRevision
 from connector.models.servers import Server
 from connector.models.state import (
+    GraphDeltaState,
     MailboxState,
     Milestone,
     RefreshStatus,
@@ -19,6 +20,7 @@ __all__ = [
     "ConfigRevision",
     "FeedFetch",
     "Filter",
+    "GraphDeltaState",
     "MailboxState",
     "Milestone",
     "RefreshStatus",

@@ -87,6 +87,43 @@ class MailboxState(models.Model):
         return f"{self.server_id}:{self.mailbox}"
 
 
+class GraphDeltaState(models.Model):
+    """Where Graph's change tracking of one room's calendar view stands.
+
+    One row per (server, mailbox, window): the ``@odata.deltaLink`` that ended
+    the last round of ``calendarView/delta`` and the room's events after it, as
+    compact JSON (only what an event record needs), zlib-compressed. The next
+    refresh sends the deltaLink and applies what changed; a new window (a new
+    day) starts a new round. Rebuilt from Graph whenever lost, so it holds
+    nothing that is not in Exchange.
+    """
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="graph_deltas")
+    mailbox = models.CharField(max_length=500, help_text="SMTP address of the room, lower case")
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    reader = models.CharField(
+        max_length=600, help_text="Who read it: the base URI and app registration"
+    )
+    delta_link = models.TextField()
+    with_bodies = models.BooleanField(default=False)
+    events = models.BinaryField(help_text="zlib-compressed JSON: item id -> event")
+    event_count = models.IntegerField(default=0)
+    seeded = models.DateTimeField(help_text="When the round started from scratch")
+    updated = models.DateTimeField(help_text="When a refresh last used it")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server", "mailbox", "window_start", "window_end"],
+                name="graph_delta_once_per_window",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server_id}:{self.mailbox} from {self.window_start:%Y-%m-%d}"
+
+
 class WorkerHeartbeat(models.Model):
     """Written by each background worker so that pages can tell it is alive."""
 

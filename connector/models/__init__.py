@@ -6,6 +6,7 @@ from connector.models.state import (
     MailboxState,
     RefreshStatus,
     RefusedHost,
+    RoomEvents,
     Snapshot,
     WorkerHeartbeat,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "MailboxState",
     "RefreshStatus",
     "RefusedHost",
+    "RoomEvents",
     "Resource",
     "Server",
     "Snapshot",

@@ -1,10 +1,13 @@
 """Refreshing snapshots: the step that catches SourceError and records the outcome.
 
 One *round* refreshes a set of calendars: every room is fetched once per
-upstream (same credentials) with the widest window any calendar needs, and
-each calendar is rebuilt from that one answer and clipped to its own window.
-A broken room fails only the calendars that show it; a broken calendar never
-stops the others. The background tasks, ``manage.py refresh_calendars`` and
+upstream (same credentials) with the widest window any calendar needs, the
+rooms concurrently up to each upstream's limit (connector.pipeline.rooms), and
+each calendar is rebuilt from those answers, clipped to its own window, as soon
+as its rooms are in. A broken room fails only the calendars that show it, or,
+with sendCacheOnServerError, makes them partly stale (its last good events
+stand in: connector.pipeline.room_events); a broken calendar never stops the
+others. The background tasks, ``manage.py refresh_calendars`` and
 the feed view (for a stale snapshot) all go through ``refresh_calendars()``.
 
 A calendar being refreshed is *claimed* (connector/services/claims.py), so

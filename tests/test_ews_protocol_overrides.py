@@ -195,6 +195,11 @@ CALLERS = [
     ),
     ("RefreshRetryPolicy.back_off", EWSService._handle_backoff, "retry_policy.back_off("),
     ("SchemaOfTheServer._timezone", EWSService.wrap, "self._timezone"),
+    (
+        "SchemaOfTheServer._get_soap_parts",
+        EWSService._get_response_xml,
+        "header, body = self._get_soap_parts(response=r)",
+    ),
     ("CalendarViewItems._elem_to_obj", EWSService._elems_to_objs, "self._elem_to_obj("),
     (
         "CalendarViewItems._get_paging_values",

@@ -120,6 +120,10 @@ class Client:
 
 _clients: dict[tuple[int, dt.datetime | None], Client] = {}
 _clients_lock = threading.Lock()
+# One lock per app registration for building its client: the rooms of a refresh
+# round are read by several threads at once, and each would otherwise build its
+# own msal application (and ask the identity platform for its configuration).
+_building: dict[int, threading.Lock] = {}
 
 
 def clear_clients() -> None:
@@ -135,15 +139,22 @@ def client_for(app: AppRegistration) -> Client:
     key = (app.pk, app.updated)
     with _clients_lock:
         client = _clients.get(key)
+        building = _building.setdefault(app.pk, threading.Lock())
     if client is not None:
         return client
-    # Built outside the lock: msal fetches the tenant's openid-configuration here.
-    client = Client(app)
-    with _clients_lock:
-        # A changed registration (new secret, tenant...) gets a new application.
-        for old_key in [k for k in _clients if k[0] == app.pk and k != key]:
-            _clients.pop(old_key).session.close()
-        return _clients.setdefault(key, client)
+    # Built outside the clients' lock (msal fetches the tenant's openid-configuration
+    # here, and another app's client must not wait for it), once per app registration.
+    with building:
+        with _clients_lock:
+            client = _clients.get(key)
+        if client is not None:
+            return client
+        client = Client(app)
+        with _clients_lock:
+            # A changed registration (new secret, tenant...) gets a new application.
+            for old_key in [k for k in _clients if k[0] == app.pk and k != key]:
+                _clients.pop(old_key).session.close()
+            return _clients.setdefault(key, client)
 
 
 def _cached_token(client: Client, scopes: list[str]) -> dict[str, Any] | None:

@@ -276,6 +276,13 @@ class CalendarAdmin(SecretsAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Calendar]:
         return super().get_queryset(request).prefetch_related("resources")
 
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        # A calendar made here keeps its screens on their last good data when Exchange
+        # fails (SPEC); an imported one keeps what its file says (xmlconfig's defaults).
+        initial: dict[str, Any] = dict(super().get_changeform_initial_data(request))
+        initial.setdefault("send_cache_on_server_error", True)
+        return initial
+
     def get_formset_kwargs(
         self, request: HttpRequest, obj: Any, inline: Any, prefix: str
     ) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from connector.models.state import (
     Milestone,
     RefreshStatus,
     RefusedHost,
+    RoomEvents,
     Snapshot,
     WorkerHeartbeat,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Milestone",
     "RefreshStatus",
     "RefusedHost",
+    "RoomEvents",
     "Resource",
     "Server",
     "Snapshot",

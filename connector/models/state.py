@@ -19,6 +19,10 @@ class Snapshot(models.Model):
     generated = models.DateTimeField(help_text="When the data was fetched from the source.")
     changed = models.DateTimeField(help_text="When the content last changed (Last-Modified).")
     event_count = models.IntegerField(default=0)
+    # Rooms that failed in the refresh that wrote this snapshot and are shown from their
+    # last good events (sendCacheOnServerError): [{"address", "failing_since",
+    # "fetched_at", "error"}], times in ISO 8601. Empty: every room is fresh.
+    stale_rooms = models.JSONField(default=list, blank=True)
 
     def __str__(self) -> str:
         return f"snapshot of {self.calendar_id}"
@@ -63,6 +67,40 @@ class RefreshStatus(models.Model):
 
     def __str__(self) -> str:
         return f"refresh status of {self.calendar_id}"
+
+
+class RoomEvents(models.Model):
+    """The last good events of one room of one server, and whether it is failing now.
+
+    Written by every refresh round for every room it read: a calendar with
+    sendCacheOnServerError whose room fails is built from its other rooms' fresh
+    events plus this copy (connector/pipeline/room_events.py).
+    """
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="room_events")
+    address = models.CharField(max_length=500, help_text="The room's SMTP address, lower-cased.")
+    records = models.TextField(blank=True, help_text="The events, as JSON; empty: none yet.")
+    digest = models.CharField(max_length=64, blank=True, help_text="SHA-256 of records.")
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    fetched_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the records were read; empty: never."
+    )
+    failing_since = models.DateTimeField(
+        null=True, blank=True, help_text="First failure since the last good read; empty: ok."
+    )
+    last_error = models.TextField(blank=True)
+    last_error_hint = models.TextField(blank=True)
+    last_error_code = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        verbose_name_plural = "room events"
+        constraints = [
+            models.UniqueConstraint(fields=["server", "address"], name="room_events_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server_id}:{self.address}"
 
 
 class MailboxState(models.Model):

@@ -23,9 +23,43 @@ from connector.pipeline import alarms, filters
 from connector.pipeline.ics_writer import FeedEvent, FeedInfo, build_ics
 from connector.sources import Source, open_source
 
-__all__ = ["BuildResult", "Source", "build_calendar", "fetch_resource", "source_for"]
+__all__ = [
+    "BuildResult",
+    "Source",
+    "StaleRoom",
+    "build_calendar",
+    "fetch_resource",
+    "source_for",
+]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StaleRoom:
+    """A room that failed and is shown from its last good events (sendCacheOnServerError)."""
+
+    address: str
+    failing_since: dt.datetime
+    fetched_at: dt.datetime  # when its events were read
+    error: str
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "address": self.address,
+            "failing_since": self.failing_since.isoformat(),
+            "fetched_at": self.fetched_at.isoformat(),
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> StaleRoom:
+        return cls(
+            address=data["address"],
+            failing_since=dt.datetime.fromisoformat(data["failing_since"]),
+            fetched_at=dt.datetime.fromisoformat(data["fetched_at"]),
+            error=data.get("error", ""),
+        )
 
 
 @dataclass
@@ -40,6 +74,7 @@ class BuildResult:
     events: list[FeedEvent]  # what the feed shows: redacted records with their alarms
     resource_counts: dict[str, int]  # items in the window per resource, before filtering
     alarm_rules: list[alarms.AlarmRule] = field(default_factory=list)
+    stale_rooms: tuple[StaleRoom, ...] = ()  # shown from their last good events
 
     @property
     def event_count(self) -> int:
@@ -129,12 +164,14 @@ def build_calendar(
     trace: Trace | None = None,
     records: dict[str, list[EventRecord]] | None = None,
     now: dt.datetime | None = None,
+    stale_rooms: tuple[StaleRoom, ...] = (),
 ) -> BuildResult:
     """Fetch (unless ``records`` are given), filter, add alarms, write the iCalendar.
 
     ``records`` may come from a wider window (a room shared with other
     calendars is fetched once for all of them): each calendar keeps what
     overlaps its own window. Resources missing from ``records`` are fetched.
+    ``stale_rooms`` names the rooms whose ``records`` are a last good copy.
     Raises SourceError when a resource cannot be read: a feed that silently
     lacked a room would tell a screen the room is free.
     """
@@ -204,4 +241,5 @@ def build_calendar(
         events=events,
         resource_counts={resource: len(by_resource[resource]) for resource in wanted},
         alarm_rules=alarm_rules,
+        stale_rooms=stale_rooms,
     )

@@ -3,6 +3,8 @@
 A snapshot's ETag is a hash of its content; ``changed`` (the feed's
 Last-Modified) moves only when the content differs, so players revalidating
 with If-None-Match or If-Modified-Since get 304 until something really changes.
+A snapshot built partly from last good room copies names those rooms
+(``stale_rooms``), for the status page.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def save_snapshot(calendar: Calendar, result: BuildResult) -> tuple[Snapshot, bo
     written: the feed never goes back in time.
     """
     etag = etag_of(result.ics)
+    stale_rooms = [room.as_json() for room in result.stale_rooms]
     with transaction.atomic():
         current = Snapshot.objects.select_for_update().filter(calendar=calendar).first()
         if current is None:
@@ -38,6 +41,7 @@ def save_snapshot(calendar: Calendar, result: BuildResult) -> tuple[Snapshot, bo
                         generated=result.generated,
                         changed=result.generated,
                         event_count=result.event_count,
+                        stale_rooms=stale_rooms,
                     )
                 return snapshot, True
             except IntegrityError:
@@ -47,7 +51,8 @@ def save_snapshot(calendar: Calendar, result: BuildResult) -> tuple[Snapshot, bo
             return current, False
         changed = current.etag != etag
         current.generated = result.generated
-        fields = ["generated"]
+        current.stale_rooms = stale_rooms
+        fields = ["generated", "stale_rooms"]
         if changed:
             current.ics = result.ics
             current.etag = etag

@@ -1,10 +1,13 @@
 """Refreshing snapshots: the step that catches SourceError and records the outcome.
 
 One *round* refreshes a set of calendars: every room is fetched once per
-upstream (same credentials) with the widest window any calendar needs, and
-each calendar is rebuilt from that one answer and clipped to its own window.
-A broken room fails only the calendars that show it; a broken calendar never
-stops the others. The background tasks, ``manage.py refresh_calendars`` and
+upstream (same credentials) with the widest window any calendar needs, the
+rooms concurrently up to each upstream's limit (connector.pipeline.rooms), and
+each calendar is rebuilt from those answers, clipped to its own window, as soon
+as its rooms are in. A broken room fails only the calendars that show it, or,
+with sendCacheOnServerError, makes them partly stale (its last good events
+stand in: connector.pipeline.room_events); a broken calendar never stops the
+others. The background tasks, ``manage.py refresh_calendars`` and
 the feed view (for a stale snapshot) all go through ``refresh_calendars()``.
 
 A calendar being refreshed is *claimed* (connector/services/claims.py), so
@@ -30,19 +33,22 @@ from django.utils import timezone
 from connector.core import metrics
 from connector.core.errors import SourceError
 from connector.core.records import EventRecord, Window
-from connector.core.trace import NullTrace
 from connector.models import Calendar, RefreshStatus
 from connector.pipeline.build import (
     Source,
+    StaleRoom,
     build_calendar,
-    fetch_resource,
     resources_of,
     source_for,
 )
+from connector.pipeline.room_events import RoomRead, last_good, remember
+from connector.pipeline.rooms import RoomAnswer, RoomJob, iter_rooms
 from connector.pipeline.snapshots import save_snapshot
 from connector.services.claims import claim, kept, release, status_pk, wait_for_release
 
 log = logging.getLogger(__name__)
+
+RoomKey = tuple[str, str]  # (upstream key, lower-cased resource)
 
 # After a failed refresh, feed requests wait this long before they try Exchange again,
 # doubling with each failure up to the calendar's period (background rounds go on).
@@ -60,12 +66,18 @@ class RefreshOutcome:
     error: str = ""
     hint: str = ""
     code: str = ""
+    # Rooms that failed and are shown from their last good events: the snapshot was
+    # written (partly stale) although the outcome is not ok.
+    stale_rooms: tuple[str, ...] = ()
 
     def line(self) -> str:
         """One line for logs and ``manage.py refresh_calendars``."""
         if self.skipped:
             return f"{self.calendar_id}: skipped (already being refreshed)"
-        head = f"{self.calendar_id}: {'ok' if self.ok else 'failed'}"
+        state = "ok" if self.ok else "failed"
+        if self.stale_rooms:
+            state = f"partly stale ({', '.join(self.stale_rooms)} from the last good copy)"
+        head = f"{self.calendar_id}: {state}"
         head += f", {self.event_count} events, {self.duration:.2f} s"
         if self.ok:
             return head + (", changed" if self.changed else ", unchanged")
@@ -80,6 +92,7 @@ class _Room:
     """One (upstream, resource) to fetch in a round, for every calendar showing it."""
 
     source: Source
+    server_id: int
     resource: str
     window: Window
     include_body: bool
@@ -151,10 +164,14 @@ def _run_round(
     now: dt.datetime,
     done: dict[int, RefreshOutcome],
 ) -> None:
-    """Refresh the calendars, putting each outcome in ``done`` (by pk) as soon as known."""
+    """Refresh the calendars, putting each outcome in ``done`` (by pk) as soon as known.
+
+    The rooms are read concurrently (connector.pipeline.rooms); each calendar is
+    rebuilt as soon as all its rooms have answered, while the others are still read.
+    """
     started = time.monotonic()
-    rooms: dict[tuple[str, str], _Room] = {}
-    plans: dict[int, list[tuple[str, tuple[str, str]]]] = {}
+    rooms: dict[RoomKey, _Room] = {}
+    plans: dict[int, list[tuple[str, RoomKey]]] = {}
     claimed: list[Calendar] = []
     try:
         for calendar in calendars:
@@ -181,15 +198,12 @@ def _run_round(
                     room.window = _widen(room.window, window)
                     room.include_body = room.include_body or calendar.include_body
                 else:
-                    rooms[key] = _Room(source, resource, window, calendar.include_body)
+                    rooms[key] = _Room(
+                        source, calendar.server_id, resource, window, calendar.include_body
+                    )
 
         with kept(claimed):
-            answers = _fetch_rooms(rooms)
-            for calendar in claimed:
-                if calendar.pk not in done:
-                    done[calendar.pk] = _rebuild(
-                        calendar, plans[calendar.pk], answers, now, started
-                    )
+            _read_and_rebuild(claimed, plans, rooms, now, started, done)
     finally:
         for calendar in claimed:
             outcome = done.get(calendar.pk)
@@ -201,57 +215,127 @@ def _run_round(
             release(calendar)
 
 
-def _fetch_rooms(
-    rooms: dict[tuple[str, str], _Room],
-) -> dict[tuple[str, str], list[EventRecord] | SourceError]:
-    """Each room's records, or the SourceError that kept them from us."""
-    answers: dict[tuple[str, str], list[EventRecord] | SourceError] = {}
-    for key, room in rooms.items():
+def _read_and_rebuild(
+    claimed: list[Calendar],
+    plans: dict[int, list[tuple[str, RoomKey]]],
+    rooms: dict[RoomKey, _Room],
+    now: dt.datetime,
+    started: float,
+    done: dict[int, RefreshOutcome],
+) -> None:
+    keys = list(rooms)
+    jobs = [
+        RoomJob(room.source, room.resource, room.window, room.include_body)
+        for room in rooms.values()
+    ]
+    waiting: dict[RoomKey, list[Calendar]] = {}
+    missing: dict[int, int] = {}
+    for calendar in claimed:
+        if calendar.pk in done:
+            continue
+        wanted = {key for _, key in plans[calendar.pk]}
+        missing[calendar.pk] = len(wanted)
+        for key in wanted:
+            waiting.setdefault(key, []).append(calendar)
+    answers: dict[RoomKey, RoomAnswer] = {}
+    try:
+        for index, answer in iter_rooms(jobs):
+            key = keys[index]
+            answers[key] = answer
+            for calendar in waiting.get(key, []):
+                missing[calendar.pk] -= 1
+                if missing[calendar.pk] == 0:
+                    done[calendar.pk] = _rebuild(
+                        calendar, plans[calendar.pk], answers, now, started
+                    )
+    finally:
         try:
-            answers[key] = fetch_resource(
-                room.source,
-                room.resource,
-                room.window,
-                include_body=room.include_body,
-                trace=NullTrace(),
+            remember(
+                (
+                    RoomRead(rooms[key].server_id, rooms[key].resource, answer, rooms[key].window)
+                    for key, answer in answers.items()
+                ),
+                now,
             )
-        except SourceError as exc:
-            log.warning("reading %s failed: %s", room.resource or "own calendar", exc.message)
-            answers[key] = exc
-        except Exception as exc:
-            log.exception("reading %s failed", room.resource or "own calendar")
-            answers[key] = _internal_error(exc)
-    return answers
+        except Exception:
+            log.exception("could not keep the rooms' last good events")
 
 
 def _rebuild(
     calendar: Calendar,
-    plan: list[tuple[str, tuple[str, str]]],
-    answers: dict[tuple[str, str], list[EventRecord] | SourceError],
+    plan: list[tuple[str, RoomKey]],
+    answers: dict[RoomKey, RoomAnswer],
     now: dt.datetime,
     started: float,
 ) -> RefreshOutcome:
     records: dict[str, list[EventRecord]] = {}
+    failed: dict[str, SourceError] = {}
     for resource, key in plan:
         answer = answers[key]
         if isinstance(answer, SourceError):
-            return _failure(calendar, answer, started)
-        records[resource] = answer
+            failed[resource] = answer
+        else:
+            records[resource] = answer
+    stale: tuple[StaleRoom, ...] = ()
+    if failed:
+        first = next(iter(failed.values()))
+        stand_ins = _last_good_copies(calendar, failed, records, now)
+        if stand_ins is None:
+            return _failure(calendar, first, started)
+        stale = tuple(room for room, _ in stand_ins.values())
+        records.update({resource: copy for resource, (_, copy) in stand_ins.items()})
     try:
-        result = build_calendar(calendar, records=records, now=now)
+        result = build_calendar(calendar, records=records, now=now, stale_rooms=stale)
         _, changed = save_snapshot(calendar, result)
     except SourceError as exc:
         return _failure(calendar, exc, started)
     except Exception as exc:
         log.exception("could not rebuild calendar %s", calendar.calendar_id)
         return _failure(calendar, _internal_error(exc), started)
-    return RefreshOutcome(
+    outcome = RefreshOutcome(
         calendar_id=calendar.calendar_id,
-        ok=True,
+        ok=not stale,
         event_count=result.event_count,
         duration=time.monotonic() - started,
         changed=changed,
+        stale_rooms=tuple(room.address for room in stale),
     )
+    if stale:
+        # Served, but not all fresh: recorded as a failure (the status page shows it,
+        # and the failing room is retried with the feed's back-off).
+        first = next(iter(failed.values()))
+        outcome.error, outcome.hint, outcome.code = first.message, first.hint, first.code
+    return outcome
+
+
+def _last_good_copies(
+    calendar: Calendar,
+    failed: dict[str, SourceError],
+    fresh: dict[str, list[EventRecord]],
+    now: dt.datetime,
+) -> dict[str, tuple[StaleRoom, list[EventRecord]]] | None:
+    """Each failing room's stand-in from its last good events; None when the calendar fails.
+
+    Only with sendCacheOnServerError, only when some rooms answered (otherwise the
+    whole last good snapshot is what players get), and only when every failing room
+    has a copy that covered the calendar's window.
+    """
+    if not calendar.send_cache_on_server_error or not fresh:
+        return None
+    copies = last_good(calendar.server_id, failed)
+    stand_ins = {}
+    for resource, error in failed.items():
+        copy = copies.get(resource.strip().lower())
+        if copy is None or not copy.covers(calendar):
+            return None
+        room = StaleRoom(
+            address=resource,
+            failing_since=copy.failing_since or now,
+            fetched_at=copy.fetched_at,
+            error=error.message,
+        )
+        stand_ins[resource] = (room, copy.records)
+    return stand_ins
 
 
 def _in_thread(target: Callable[[], None], timeout: float) -> bool:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.models import AppRegistration, ServiceAccount
 from connector.models import Calendar, RefreshStatus, Server, Snapshot, WorkerHeartbeat
 from connector.services.expiry import SecretExpiry, secret_expiries
+from connector.services.feed_state import FeedState, feed_state
 
 # Most urgent first: the status page sorts by this.
 STATUSES = ("failing", "stale", "expiring", "new", "ok")
@@ -107,6 +108,7 @@ class CalendarRow:
     consecutive_failures: int
     next_refresh: dt.datetime | None
     ews_retiring: bool
+    players: FeedState | None = None  # what players get now (connector.services.feed_state)
 
     @property
     def rank(self) -> int:
@@ -164,6 +166,7 @@ def calendar_rows(now: dt.datetime | None = None) -> list[CalendarRow]:
                 consecutive_failures=refresh.consecutive_failures if refresh else 0,
                 next_refresh=refresh.next_refresh if refresh else None,
                 ews_retiring=server.points_at_exchange_online_ews,
+                players=feed_state(calendar, refresh=refresh, snapshot=snapshot, now=now),
             )
         )
     rows.sort(key=lambda row: (row.rank, row.calendar_id))

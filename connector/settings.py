@@ -333,6 +333,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One connection per process, kept: opening one (and its PRAGMAs) on every
     # request cost a feed more than reading the snapshot (docs/PERFORMANCE.md).
     DATABASES["default"].setdefault("CONN_MAX_AGE", 600)
+    # Tests run on a file as production does (not Django's shared in-memory database,
+    # whose table locks fail at once where the file's writers wait their turn): rooms
+    # read at once write their state from several threads (pytest-xdist adds _gw<N>).
+    DATABASES["default"].setdefault("TEST", {"NAME": str(DATA_DIR / "test.sqlite3")})
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
     _database_file = str(DATABASES["default"]["NAME"])
     if _database_file and _database_file != ":memory:" and not _database_file.startswith("file:"):

@@ -56,6 +56,15 @@ class Trace:
             if self.on_finish is not None:
                 self.on_finish(current)
 
+    def child(self) -> Trace:
+        """A trace for one part run on another thread (one room of many read at once).
+
+        Its steps are its own, so that the part's failure is found among them, and
+        they are listed in this trace too, as they start; its ends are told to
+        ``on_finish`` as this trace's are.
+        """
+        return _ChildTrace(parent=self, on_finish=self.on_finish)
+
     @property
     def ok(self) -> bool:
         return all(step.ok for step in self.steps)
@@ -65,8 +74,23 @@ class Trace:
         return next((step for step in self.steps if not step.ok), None)
 
 
+@dataclass
+class _ChildTrace(Trace):
+    parent: Trace | None = None
+
+    @contextmanager
+    def step(self, name: str, title: str) -> Iterator[Step]:
+        with super().step(name, title) as current:
+            if self.parent is not None:
+                self.parent.steps.append(current)  # list.append: safe across threads
+            yield current
+
+
 class NullTrace(Trace):
     """A trace that keeps nothing, for the background refresh."""
+
+    def child(self) -> Trace:
+        return self
 
     @contextmanager
     def step(self, name: str, title: str) -> Iterator[Step]:

@@ -14,6 +14,9 @@ us; one failing room never stops the others. ``iter_rooms`` gives the answers
 as they arrive, so that a caller can rebuild a calendar as soon as its rooms
 are in while the others are still being read.
 
+Threads and the time budget: each reading thread runs in a copy of the caller's
+context, so the console's budget (connector/core/budget.py) bounds every room.
+
 Threads and the database: each reading thread closes its own database
 connections when it ends. Inside a transaction (``atomic``) the rooms are read
 one after another in the caller's thread, since a reading thread, with its own
@@ -22,6 +25,7 @@ connection, could not see what the transaction has not committed yet.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -34,7 +38,7 @@ from django.db import connections, transaction
 
 from connector.core.errors import SourceError
 from connector.core.records import EventRecord, Window
-from connector.core.trace import NullTrace
+from connector.core.trace import NullTrace, Trace
 from connector.pipeline.build import Source, fetch_resource
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ class RoomJob:
     resource: str  # "" = the account's own calendar
     window: Window
     include_body: bool = False
+    trace: Trace | None = None  # the room's own steps (the console); None: none kept
 
 
 def limit_for(upstream_key: str) -> int:
@@ -81,7 +86,7 @@ def read_room(job: RoomJob) -> RoomAnswer:
             job.resource,
             job.window,
             include_body=job.include_body,
-            trace=NullTrace(),
+            trace=job.trace or NullTrace(),
         )
     except SourceError as exc:
         log.warning("reading %s failed: %s", job.resource or "own calendar", exc.message)
@@ -127,8 +132,11 @@ def iter_rooms(
 
     for key, pending in groups.items():
         for number in range(max(1, min(limit(key), len(pending)))):
+            # Each thread runs in a copy of the caller's context: a time budget set by
+            # the console (connector/core/budget.py) holds in every reading thread.
+            context = contextvars.copy_context()
             threading.Thread(
-                target=work, args=(pending,), name=f"rooms-{number}", daemon=True
+                target=context.run, args=(work, pending), name=f"rooms-{number}", daemon=True
             ).start()
     try:
         for _ in range(len(jobs)):

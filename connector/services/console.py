@@ -44,10 +44,10 @@ from connector.pipeline import filters
 from connector.pipeline.build import (
     BuildResult,
     build_calendar,
-    fetch_resource,
     resources_of,
     source_for,
 )
+from connector.pipeline.rooms import RoomJob, iter_rooms
 
 log = logging.getLogger(__name__)
 
@@ -430,28 +430,35 @@ def run_console(
 
 
 def _fetch(run: ConsoleRun, wanted: list[str], trace: Trace) -> None:
-    """Each room on its own, then the calendar from the rooms that worked."""
+    """Every room at once (as a refresh round reads them), then the calendar from those
+    that worked."""
     calendar = run.calendar
     try:
         run.rules = filters.FilterRules.for_calendar(calendar)
         window = calendar.window(run.now)
         source = source_for(calendar, trace=trace)
+        run.rooms.extend(RoomResult(resource=resource) for resource in wanted)
+        jobs = [
+            RoomJob(
+                source,
+                resource,
+                window,
+                include_body=calendar.include_body,
+                trace=trace.child(),
+            )
+            for resource in wanted
+        ]
         records: dict[str, list[EventRecord]] = {}
-        for resource in wanted:
-            room = RoomResult(resource=resource)
-            run.rooms.append(room)
-            first_step = len(trace.steps)
-            try:
-                records[resource] = fetch_resource(
-                    source, resource, window, include_body=calendar.include_body, trace=trace
-                )
-            except SourceError as exc:
-                room.error = exc
-                room.failed_step = _innermost_failure(trace.steps[first_step:])
-                run.error = run.error or exc
+        for index, answer in iter_rooms(jobs):
+            room, resource = run.rooms[index], wanted[index]
+            if isinstance(answer, SourceError):
+                room.error = answer
+                room.failed_step = _failed_step_of(answer, resource, jobs[index].trace, trace)
+                run.error = run.error or answer
                 records[resource] = []  # shown as "could not be read", not as free
                 continue
-            room.ok, room.count = True, len(records[resource])
+            records[resource] = answer
+            room.ok, room.count = True, len(answer)
         if any(room.ok for room in run.rooms):
             run.result = build_calendar(calendar, trace=trace, records=records, now=run.now)
     except SourceError as exc:
@@ -460,6 +467,28 @@ def _fetch(run: ConsoleRun, wanted: list[str], trace: Trace) -> None:
         # A bug, not an Exchange problem: the console still shows the steps so far.
         log.exception("Test console: unexpected error for calendar %s", calendar.calendar_id)
         run.unexpected = exc.__class__.__name__
+
+
+def _failed_step_of(
+    error: SourceError, resource: str, room: Trace | None, trace: Trace
+) -> Step | None:
+    """The step a room failed in, as the step list shows it.
+
+    The source's own steps (token, connection, and its request for each room) are
+    listed in ``trace``: the shared one the error names, else the innermost failed
+    step naming the room (rooms are read at once, so steps of rooms interleave),
+    else the innermost of the room's own steps.
+    """
+    failed = [step for step in trace.steps if not step.ok]
+    if error.step != "fetch":
+        shared = [step for step in failed if step.name == error.step]
+        if shared:
+            return shared[-1]
+    if resource:
+        named = [step for step in failed if resource.lower() in step.title.lower()]
+        if named:
+            return named[-1]
+    return _innermost_failure(room.steps if room is not None else [])
 
 
 def _innermost_failure(steps: list[Step]) -> Step | None:

@@ -1,6 +1,8 @@
 """Room calendars through Microsoft Graph: ``GET /users/{room}/calendarView``.
 
-App-only OAuth2 (``Calendars.Read`` application permission). Every page is
+App-only OAuth2 (``Calendars.Read`` application permission), or a delegated
+sign-in reading the rooms its account has rights on (``Calendars.Read.Shared``
+delegated permission, same URL). Every page is
 followed to the end: Graph lists the occurrences of recurring meetings after
 the single events, so stopping at the first page silently loses them. At most
 ``GRAPH_MAX_CONCURRENCY`` requests per app registration are in flight in this
@@ -24,7 +26,7 @@ from django.conf import settings
 from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
 
 from accounts.models import AppRegistration
-from accounts.tokens import acquire_token, discard_token
+from accounts.tokens import acquire_token, discard_token, token_scope
 from connector.core import metrics
 from connector.core.errors import SourceError
 from connector.core.network import network_error
@@ -115,7 +117,9 @@ class GraphSource:
         self.app = server.app_registration
         self.trace = trace or NullTrace()
         self.base = (server.base_uri or GRAPH_DEFAULT_BASE_URI).rstrip("/")
-        self.scope = f"{self.base}/.default"
+        # App-only: .default (Calendars.Read); delegated: Calendars.Read.Shared.
+        self.scope = token_scope(self.app, self.base, "graph") if self.app else ""
+        self.delegated = bool(self.app and self.app.flow == AppRegistration.Flow.DELEGATED)
         # time.monotonic() after which no retry is waited for; None: REFRESH_TIMEOUT per fetch
         self.deadline = deadline
         # The calendar's own username/password mean nothing to Graph: the app reads.
@@ -292,7 +296,17 @@ class GraphSource:
             code, message = "", ""
         client_id = self.app.client_id if self.app else ""
         if status == 403:
-            if "AccessPolicy" in message or "[RAOP]" in message:
+            if self.delegated:
+                account = self.app.account if self.app else ""
+                hint = (
+                    f"A delegated sign-in reads the rooms {account} has rights on, with the "
+                    "delegated permission Calendars.Read.Shared (Entra ID → App registrations "
+                    "→ API permissions → Microsoft Graph → Delegated, with consent). Give the "
+                    f"account at least Reviewer on the room's calendar: "
+                    f"Add-MailboxFolderPermission -Identity {resource}:\\Calendar -User "
+                    f"{account} -AccessRights Reviewer."
+                )
+            elif "AccessPolicy" in message or "[RAOP]" in message:
                 hint = (
                     "An application access policy keeps this app from the room. In Exchange "
                     "Online PowerShell, check with Get-ApplicationAccessPolicy and "

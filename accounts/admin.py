@@ -476,16 +476,19 @@ class AppRegistrationAdmin(SecretsAdmin):
         """The delegated flow's "Sign in" link, with where the sign-in stands."""
         if obj.pk is None or obj.flow != AppRegistration.Flow.DELEGATED:
             return "For the delegated flow: save it, then sign in here."
+        label = "Sign in"
         if obj.reauth_needed:
             state = "Re-authentication needed: the sign-in stopped working."
+            label = "Re-authenticate"
         elif obj.refresh_token:
             state = f"Signed in as {obj.account}." if obj.account else "Signed in."
         else:
             state = "Nobody has signed in yet."
         return format_html(
-            '{} <a class="button" href="{}">Sign in</a>',
+            '{} <a class="button" href="{}">{}</a>',
             state,
             reverse("accounts-sign-in", args=[obj.pk]),
+            label,
         )
 
     @admin.display(description="secret expires", ordering="secret_expires")

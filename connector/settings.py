@@ -493,6 +493,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "connector.context_processors.secret_expiry",
+                "connector.context_processors.reauth_needed",
             ],
         },
     },

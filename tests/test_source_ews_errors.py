@@ -116,19 +116,28 @@ def test_ews_blocked_in_exchange_online_says_allow_list_or_graph(
     assert "1 April 2027" in error.hint and "Graph" in error.hint
 
 
-def test_a_refused_token_is_dropped_so_the_next_fetch_gets_a_new_one(
+def test_a_refused_token_is_dropped_and_the_fetch_tries_once_with_a_new_one(
     ews_oauth_server: Server, fake_ews: FakeExchange, fake_identity: Any
 ) -> None:
     open_source(ews_oauth_server).fetch(ROOM_A, week())
     fake_identity.revoke_tokens()
 
-    error = failure(ews_oauth_server)
     records = open_source(ews_oauth_server).fetch(ROOM_A, week())
+
+    assert records
+    assert fake_identity.token_requests() == 2
+
+
+def test_a_token_exchange_keeps_refusing_names_the_permission(
+    ews_oauth_server: Server, fake_ews: FakeExchange, fake_identity: Any
+) -> None:
+    fake_ews.token_validator = lambda token: False
+
+    error = failure(ews_oauth_server)
 
     assert error.code == "token-rejected"
     assert "full_access_as_app" in error.hint
-    assert records
-    assert fake_identity.token_requests() == 2
+    assert fake_identity.token_requests() == 2  # the first token, and one new one
 
 
 def test_server_busy_beyond_the_refresh_deadline_fails_without_waiting(

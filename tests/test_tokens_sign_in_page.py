@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-import requests
 from django.contrib.auth.models import User
 from django.test import Client
 
 from accounts.models import AppRegistration
 from tests.fakes.identity import FakeIdentityPlatform
 from tests.fixtures.identity import DELEGATED_ACCOUNT as ACCOUNT
+from tests.fixtures.identity import sign_in_location
 from tests.fixtures.users import TEST_PASSWORD
 
 
@@ -38,11 +38,8 @@ def test_admin_signs_in_the_service_account(
     ]
 
     # The browser signs in at the identity platform and comes back with a code.
-    back = requests.get(auth_uri, allow_redirects=False, timeout=10)
-    done = client.get(
-        urlsplit(back.headers["Location"]).path + "?" + urlsplit(back.headers["Location"]).query,
-        follow=True,
-    )
+    back = sign_in_location(fake_identity, auth_uri)
+    done = client.get(urlsplit(back).path + "?" + urlsplit(back).query, follow=True)
 
     assert done.status_code == 200
     page = done.content.decode()

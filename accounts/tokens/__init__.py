@@ -9,7 +9,8 @@ token lifetime, whatever the number of refreshes and processes. The modules:
   token cache shared through the database, the counted token requests;
 - ``client_credentials``: the app-only flow (client secret);
 - ``delegated``: a service account signs in once (authorization code with
-  PKCE), then its refresh token; "re-authentication needed" when refused;
+  PKCE), then its refresh token; "re-authentication needed" when refused, with
+  one mail to ADMINS per incident; ``token_scope`` is what each flow asks for;
 - ``errors``: the identity platform's refusals (AADSTS codes) and network
   failures as ``SourceError`` messages and hints.
 """
@@ -20,24 +21,30 @@ from accounts.models import AppRegistration
 from accounts.tokens.client_credentials import acquire_client_credentials, verify_token
 from accounts.tokens.clients import AccessToken, clear_clients, discard_token
 from accounts.tokens.delegated import (
+    DELEGATED_PERMISSIONS,
     acquire_delegated,
+    delegated_scope,
     finish_sign_in,
     sign_in_scope,
     start_sign_in,
+    token_scope,
 )
 from accounts.tokens.health import record_error, record_token
 from connector.core.errors import SourceError
 from connector.core.trace import NullTrace, Trace
 
 __all__ = [
+    "DELEGATED_PERMISSIONS",
     "AccessToken",
     "acquire_token",
     "clear_clients",
+    "delegated_scope",
     "discard_token",
     "finish_sign_in",
     "sign_in_scope",
     "start_sign_in",
     "token_now",
+    "token_scope",
 ]
 
 

@@ -6,10 +6,19 @@ msal's authorization code flow with PKCE for the resource of
 (``accounts.views`` keeps the flow in the session in between) and stores the
 refresh token, encrypted, on the app registration. ``acquire_delegated`` then
 serves tokens from the shared cache or from that refresh token, and keeps the
-token the identity platform rotates. When the identity platform refuses it
-(expired, revoked, consent or MFA required), the app registration is marked
-``reauth_needed`` and every calendar using it says "Re-authentication needed"
-until someone signs in again.
+token the identity platform rotates.
+
+Delegated tokens ask for one permission, the least a server type needs to read
+rooms the account has rights on (``delegated_scope``): Graph's
+``Calendars.Read.Shared``, EWS's ``EWS.AccessAsUser.All``.
+
+When the identity platform refuses the refresh token (``invalid_grant``: revoked
+or password changed AADSTS50173, expired AADSTS700082, consent withdrawn
+AADSTS65001, MFA required), the app registration is marked ``reauth_needed``:
+from that first failure on, every calendar using it says "Re-authentication
+needed" without asking the identity platform again, and ADMINS get one mail for
+the incident (the conditional UPDATE that sets the mark is the claim, so two
+processes never both mail). Signing in again ends the incident.
 """
 
 from __future__ import annotations
@@ -17,8 +26,11 @@ from __future__ import annotations
 import logging
 import warnings
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+from django.conf import settings
+from django.core.mail import send_mail
 from msal.exceptions import MsalServiceError
 
 from accounts.models import GRAPH_DEFAULT_BASE_URI, AppRegistration
@@ -46,15 +58,44 @@ from connector.core.errors import SourceError
 log = logging.getLogger(__name__)
 
 
-def sign_in_scope(app: AppRegistration) -> str:
-    """The resource the sign-in asks consent for: that of the first server using the app.
+# The delegated permission a server type reads room calendars with: the rooms the
+# signed-in account has rights on, nothing else of the tenant.
+DELEGATED_PERMISSIONS = {"graph": "Calendars.Read.Shared", "ews": "EWS.AccessAsUser.All"}
 
-    Entra ID grants one resource per request; the refresh token it returns
-    then serves the other resources the account has consented to as well.
+
+def delegated_scope(resource: str, server_type: str) -> str:
+    """The scope of a delegated token for the server at ``resource`` (a URL)."""
+    parts = urlsplit(resource)
+    origin = f"{parts.scheme or 'https'}://{parts.netloc}" if parts.netloc else resource
+    return f"{origin.rstrip('/')}/{DELEGATED_PERMISSIONS[server_type]}"
+
+
+def token_scope(app: AppRegistration, resource: str, server_type: str) -> str:
+    """The scope to ask for ``resource``: the app's own permissions (``.default``) when
+    app-only, the delegated permission of ``server_type`` with the delegated flow."""
+    if app.flow == AppRegistration.Flow.DELEGATED:
+        return delegated_scope(resource, server_type)
+    parts = urlsplit(resource)
+    origin = f"{parts.scheme or 'https'}://{parts.netloc}" if parts.netloc else resource
+    return f"{origin.rstrip('/')}/.default"
+
+
+def sign_in_scope(app: AppRegistration) -> str:
+    """What the sign-in asks consent for: the permission of the first server using the app.
+
+    Entra ID grants a token for one resource per request; the refresh token it
+    returns then serves the other resources the account or an administrator has
+    consented to as well.
     """
-    server = app.servers.exclude(base_uri="").order_by("pk").first()
-    base = server.base_uri if server is not None else GRAPH_DEFAULT_BASE_URI
-    return f"{base.rstrip('/')}/.default"
+    server = (
+        app.servers.filter(type__in=list(DELEGATED_PERMISSIONS))
+        .exclude(base_uri="")
+        .order_by("pk")
+        .first()
+    )
+    if server is None:
+        return delegated_scope(GRAPH_DEFAULT_BASE_URI, "graph")
+    return delegated_scope(server.base_uri, server.type)
 
 
 def start_sign_in(app: AppRegistration, redirect_uri: str) -> dict[str, Any]:
@@ -132,6 +173,11 @@ def acquire_delegated(app: AppRegistration, scope: str) -> AccessToken:
         raise _reauth_error(app, "nobody has signed in yet")
 
     def redeem(client: Client) -> dict[str, Any]:
+        if AppRegistration.objects.filter(pk=app.pk, reauth_needed=True).exists():
+            # The refresh token was refused: asking again with it only fails again (and
+            # counts as a failed sign-in) until someone signs in.
+            app.reauth_needed = True
+            raise _reauth_error(app, "the identity platform refused its sign-in")
         accounts = client.msal.get_accounts(username=app.account or None)
         result = None
         if accounts:
@@ -147,9 +193,6 @@ def acquire_delegated(app: AppRegistration, scope: str) -> AccessToken:
     result = answer.result
     if result.get("refresh_token") and result["refresh_token"] != app.refresh_token:
         _store_refresh_token(app, str(result["refresh_token"]), account=app.account)
-    elif app.reauth_needed:
-        AppRegistration.objects.filter(pk=app.pk).update(reauth_needed=False)
-        app.reauth_needed = False
     return access_token(result, from_cache=not answer.sent)
 
 
@@ -164,9 +207,10 @@ def _delegated_error(app: AppRegistration, result: dict[str, Any]) -> SourceErro
         700082,
         700084,
     ):
-        _mark_reauth_needed(app)
         description = first_sentence_block(str(result.get("error_description") or ""))
-        return _reauth_error(app, description or str(result.get("error")))
+        why = description or str(result.get("error"))
+        _mark_reauth_needed(app, why)
+        return _reauth_error(app, why)
     return token_error(app, result)
 
 
@@ -186,17 +230,65 @@ def _store_refresh_token(app: AppRegistration, refresh_token: str, *, account: s
         setattr(app, name, value)
 
 
-def _mark_reauth_needed(app: AppRegistration) -> None:
-    AppRegistration.objects.filter(pk=app.pk).update(reauth_needed=True)
+def _mark_reauth_needed(app: AppRegistration, why: str) -> None:
+    """The incident begins: marked once (the claim), and ADMINS are mailed once."""
+    claimed = AppRegistration.objects.filter(pk=app.pk, reauth_needed=False).update(
+        reauth_needed=True
+    )
     app.reauth_needed = True
+    if claimed:
+        log.warning("app registration %s: re-authentication needed (%s)", app.name, why)
+        _mail_admins(app, why)
+
+
+def _mail_admins(app: AppRegistration, why: str) -> None:
+    """One mail to ADMINS for the incident; a failure to mail never fails a refresh."""
+    if not settings.ADMINS:
+        log.warning("ADMINS is empty: no mail about the re-authentication of %s", app.name)
+        return
+    servers = list(app.servers.order_by("server_id"))
+    calendars = sorted(
+        calendar_id
+        for server in servers
+        for calendar_id in server.calendars.values_list("calendar_id", flat=True)  # type: ignore[attr-defined]
+    )
+    lines = [
+        f"The delegated sign-in of app registration {app.name} "
+        f"({app.account or 'its service account'}) stopped working:",
+        f"  {why}",
+        "",
+        'Calendars read with it show "Re-authentication needed" and are not refreshed; '
+        "feeds with sendCacheOnServerError keep serving their last good copy.",
+    ]
+    if servers:
+        lines.append("Servers: " + ", ".join(server.server_id for server in servers) + ".")
+    if calendars:
+        lines.append("Calendars: " + ", ".join(calendars) + ".")
+    lines += [
+        "",
+        f"To fix it: in the admin, open OAuth app registrations > {app.name} and click "
+        f'"Re-authenticate", then sign in as {app.account or "the service account"}.',
+        "",
+        "This mail is sent once per incident; the next one only after a sign-in worked again.",
+    ]
+    try:
+        send_mail(
+            f"[ews-calendar] Re-authentication needed: app registration {app.name}",
+            "\n".join(lines),
+            settings.SERVER_EMAIL,
+            [address for _, address in settings.ADMINS],
+        )
+    except Exception:
+        log.exception("Could not mail ADMINS about the re-authentication of %s", app.name)
 
 
 def _reauth_error(app: AppRegistration, why: str) -> SourceError:
     return SourceError(
         f"Re-authentication needed: the service account of {app.name} must sign in again ({why}).",
         code="reauth-needed",
-        hint='Open the app registration in the admin and click "Sign in", then sign in as '
-        f"{app.account or 'the service account'}. Refresh tokens stop working after 90 days "
-        "without use, a password change, or when an administrator revokes the sessions.",
+        hint='Open the app registration in the admin and click "Re-authenticate", then sign in '
+        f"as {app.account or 'the service account'}. Refresh tokens stop working after 90 days "
+        "without use, after a password change, when an administrator revokes the sessions, "
+        "or when the app's permissions are withdrawn.",
         step="token",
     )

@@ -9,9 +9,11 @@ claims are decoded without verifying the signature, for display only
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from accounts.models import GRAPH_DEFAULT_BASE_URI
 from accounts.tokens import token_now
+from accounts.tokens import token_scope as app_token_scope
 from accounts.tokens.roles import granted, holds, needed_permissions, token_claims
 from connector.models import Server
 
@@ -35,12 +37,16 @@ class TokenGrants:
 
 
 def token_scope(server: Server) -> str:
-    """The scope of the server's token: its resource's ``/.default``."""
+    """The scope of the server's token: its resource's ``/.default`` (app-only), or the
+    delegated permission of the server's type (a delegated sign-in)."""
+    app = server.app_registration
+    assert app is not None
     if server.type == Server.Type.GRAPH:
-        return f"{(server.base_uri or GRAPH_DEFAULT_BASE_URI).rstrip('/')}/.default"
-    from connector.sources.ews.pool import token_scope as ews_scope
-
-    return ews_scope(server.base_uri or EXCHANGE_ONLINE)
+        return app_token_scope(
+            app, (server.base_uri or GRAPH_DEFAULT_BASE_URI).rstrip("/"), "graph"
+        )
+    endpoint = urlsplit(server.base_uri or EXCHANGE_ONLINE)
+    return app_token_scope(app, f"https://{endpoint.netloc}", "ews")
 
 
 def grants_of(server: Server) -> TokenGrants:

@@ -248,8 +248,8 @@ def credential_rows(today: dt.date | None = None) -> list[CredentialRow]:
         if item.pk in reauth:
             status = "failing"
             message = (
-                f"The delegated sign-in of {item.name} stopped working: an administrator must "
-                "sign in again."
+                f"Re-authentication needed: the delegated sign-in of {item.name} stopped "
+                'working; an administrator must click "Re-authenticate" on it and sign in again.'
             )
         elif status == "ok":
             message = f"The client secret of {item.name} expires in {item.days_left} days."

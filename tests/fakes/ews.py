@@ -10,8 +10,11 @@ a property the requested schema lacks an ``ErrorSchemaValidation`` fault.
   folders (localized display names), FindItem with a CalendarView (the
   occurrences overlapping the window), GetItem (bodies, full organizer).
 - Authentication: Basic, Digest, NTLM (also inside Negotiate) with a real
-  handshake per TCP connection, Bearer tokens checked by ``token_validator``
-  with impersonation through the ``ExchangeImpersonation`` SOAP header.
+  handshake per TCP connection, Bearer tokens checked by ``token_validator``.
+  An app-only token reads a room by impersonation (the ``ExchangeImpersonation``
+  SOAP header); a delegated token (``token_owner`` names its account) reads as
+  that account, the rooms it has rights on, and its impersonation header is
+  refused with ``ErrorImpersonateUserDenied``, as Exchange Online does.
 - Rights: a user reads its own mailbox and those it was granted
   (``ErrorAccessDenied`` otherwise); unknown mailboxes give
   ``ErrorNonExistentMailbox``; impersonation without the role or consent gives
@@ -170,6 +173,14 @@ class FakeExchange(FakeHTTPServer):
     @token_validator.setter
     def token_validator(self, validator: object) -> None:
         self.auth.token_validator = validator
+
+    @property
+    def token_owner(self) -> object:
+        return self.auth.token_owner
+
+    @token_owner.setter
+    def token_owner(self, owner: object) -> None:
+        self.auth.token_owner = owner
 
     def add_user(
         self,
@@ -345,7 +356,11 @@ class FakeExchange(FakeHTTPServer):
                 OpRecord(
                     operation=req.operation,
                     mailboxes=mailboxes,
-                    caller="app" if outcome.bearer else (outcome.user.key if outcome.user else ""),
+                    caller=(
+                        outcome.delegate
+                        or ("app" if outcome.bearer else "")
+                        or (outcome.user.key if outcome.user else "")
+                    ),
                     impersonate=req.impersonate,
                     connection_id=connection_id,
                     requested_version=req.requested_version,
@@ -387,6 +402,16 @@ class FakeExchange(FakeHTTPServer):
                     f"'{soap.T}:ExchangeVersionType' - The Enumeration constraint failed.",
                 )
             return self._fault(code, "The specified server version is invalid.")
+        if req.impersonate and outcome.delegate:
+            # A delegated token (EWS.AccessAsUser.All) never impersonates in Exchange Online:
+            # the ApplicationImpersonation role that allowed it is retired (Microsoft 365
+            # message MC718754), and "Authenticate an EWS application by using OAuth"
+            # (learn.microsoft.com/exchange/client-developer/exchange-web-services/
+            # how-to-authenticate-an-ews-application-by-using-oauth) reserves impersonation
+            # to app-only tokens (full_access_as_app). A delegate reads another mailbox by
+            # naming it in the folder id, with rights of its own on it.
+            self._record(req, outcome, connection_id, "fault:ErrorImpersonateUserDenied")
+            return self._fault("ErrorImpersonateUserDenied", TEXT_IMPERSONATE_DENIED)
         if req.impersonate:
             allowed = (
                 self.app_impersonation
@@ -432,6 +457,8 @@ class FakeExchange(FakeHTTPServer):
     def _acting_mailbox(self, req: soap.SoapRequest, outcome: Outcome) -> str:
         if req.impersonate:
             return req.impersonate
+        if outcome.delegate:
+            return outcome.delegate
         return outcome.user.mailbox if outcome.user else ""
 
     def _folder_id(self, mailbox: str, name: str) -> str:
@@ -460,6 +487,12 @@ class FakeExchange(FakeHTTPServer):
                 return "ErrorNonExistentMailbox"
             if req.impersonate:
                 return None if mailbox == req.impersonate else "ErrorAccessDenied"
+            if outcome.delegate:
+                # A delegated token reads as its account: its own mailbox, and those it has
+                # rights on (folder permission or full access).
+                if mailbox == outcome.delegate or mailbox in self.rights.get(outcome.delegate, ()):
+                    return None
+                return "ErrorAccessDenied"
             if outcome.bearer:
                 return "ErrorAccessDenied"  # app-only access works only by impersonation
             assert outcome.user is not None

@@ -40,7 +40,8 @@ class Outcome:
     """What the authentication step decided for one request."""
 
     user: FakeUser | None = None  # authenticated user
-    bearer: bool = False  # authenticated with an OAuth token (app-only)
+    bearer: bool = False  # authenticated with an OAuth token
+    delegate: str = ""  # a delegated token: the signed-in account ("" for app-only)
     challenge: dict[str, str] = field(default_factory=dict)  # headers of a 401 answer
     reason: str = ""  # why it was refused, for the 401 body and tests
 
@@ -205,6 +206,9 @@ class Authenticator:
         # Kerberos: the keytab of the service principal HTTP/<host> (tests/fixtures/kerberos.py);
         # users of scheme "kerberos" are found by their principal (user@REALM).
         self.keytab = ""
+        # Callable[[str], tuple[str, frozenset[str]]]: a valid token's signed-in account
+        # ("" for an app-only token) and its delegated permissions (scp).
+        self.token_owner: object = None
         self._lock = threading.Lock()
         self._connections: dict[int, FakeUser] = {}  # NTLM: authenticated connections
         self._pending: dict[int, bytes] = {}  # NTLM: server challenge per connection
@@ -392,7 +396,22 @@ class Authenticator:
     def _bearer(self, token: str) -> Outcome:
         validator = self.token_validator
         if validator is not None and callable(validator) and validator(token):
-            return Outcome(bearer=True)
+            owner = self.token_owner
+            account, scopes = owner(token) if callable(owner) else ("", frozenset())
+            if account and "EWS.AccessAsUser.All" not in scopes:
+                # Exchange Online reads a delegated token's scp claim: without EWS's delegated
+                # permission the token grants nothing.
+                return Outcome(
+                    challenge={
+                        "WWW-Authenticate": 'Bearer client_id="00000002-0000-0ff1-ce00-'
+                        '000000000000", error="invalid_token"',
+                        "x-ms-diagnostics": '2000008;reason="The token contains no '
+                        'permissions, or permissions can not be understood.";'
+                        'error_category="invalid_grant"',
+                    },
+                    reason="no EWS permission in the token",
+                )
+            return Outcome(bearer=True, delegate=account.lower())
         return Outcome(
             challenge={
                 "WWW-Authenticate": 'Bearer client_id="00000002-0000-0ff1-ce00-000000000000", '

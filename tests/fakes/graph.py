@@ -29,6 +29,14 @@ It records the largest number of requests in flight at once per app (client
 id of the token): Graph allows 4 for Outlook resources; and, in ``answers``,
 the status and the size of the body of every answer, so tests and benchmarks
 can weigh a refresh.
+
+A delegated token (one with a signed-in account) reads as that account: its own
+calendar with ``Calendars.Read``, another mailbox's only with
+``Calendars.Read.Shared`` (or ``Calendars.ReadWrite.Shared``) in the token AND
+rights of the account on that mailbox (``share``), else 403 ErrorAccessDenied
+("Get shared or delegated Outlook calendar and its events",
+learn.microsoft.com/graph/outlook-get-shared-events-calendars). Application
+permissions (``grant``) do not apply to delegated tokens.
 """
 
 from __future__ import annotations
@@ -128,6 +136,8 @@ class FakeGraph(FakeHTTPServer):
         # client id -> rooms the app may read (RBAC for Applications scope); None = all
         self.scopes: dict[str, set[str] | None] = {}
         self.access_policy_blocked: dict[str, set[str]] = defaultdict(set)
+        # account -> mailboxes whose calendar was shared with it (delegated reads)
+        self.shared_with: dict[str, set[str]] = defaultdict(set)
         self.in_flight: dict[str, int] = defaultdict(int)
         self.max_in_flight: dict[str, int] = defaultdict(int)
         self._flight_lock = threading.Lock()
@@ -157,6 +167,10 @@ class FakeGraph(FakeHTTPServer):
     def limit_to(self, client_id: str, rooms: set[str]) -> None:
         """RBAC for Applications: a management scope that holds only these rooms."""
         self.scopes[client_id] = {room.lower() for room in rooms}
+
+    def share(self, account: str, *rooms: str) -> None:
+        """The rooms' calendars are shared with (or delegated to) ``account``."""
+        self.shared_with[account.lower()].update(room.lower() for room in rooms)
 
     def block_by_access_policy(self, client_id: str, room: str) -> None:
         """A legacy application access policy that denies this app the room."""
@@ -263,7 +277,11 @@ class FakeGraph(FakeHTTPServer):
         try:
             if self.work_time:
                 time.sleep(self.work_time)
-            refused = self._refusal(_user(match), client_id)
+            if issued.account:
+                refused = _delegated_refusal(issued.account, issued.scopes, _user(match), self)
+                if refused is not None:
+                    return refused
+            refused = self._refusal(_user(match), client_id, delegated=bool(issued.account))
             if refused is not None:
                 return refused
             if match.group("delta"):
@@ -273,8 +291,12 @@ class FakeGraph(FakeHTTPServer):
             with self._flight_lock:
                 self.in_flight[client_id] -= 1
 
-    def _refusal(self, user: str, client_id: str) -> Response | None:
-        """Throttling, permissions and scopes: the same for calendarView and its delta."""
+    def _refusal(self, user: str, client_id: str, *, delegated: bool = False) -> Response | None:
+        """Throttling, permissions and scopes: the same for calendarView and its delta.
+
+        Application permissions, RBAC scopes and access policies bind app-only tokens;
+        a delegated token is refused by ``_delegated_refusal`` instead.
+        """
         with self._throttle_lock:
             throttled = self._throttle.pop(0) if self._throttle else None
         if throttled is not None:
@@ -285,20 +307,21 @@ class FakeGraph(FakeHTTPServer):
                 else ("ServiceUnavailable", "The service is temporarily unavailable.")
             )
             return error(status, code, message, headers={"Retry-After": str(retry_after)})
-        if "Calendars.Read" not in self.permissions[client_id] and (
-            "Calendars.ReadWrite" not in self.permissions[client_id]
+        if not delegated and (
+            "Calendars.Read" not in self.permissions[client_id]
+            and "Calendars.ReadWrite" not in self.permissions[client_id]
         ):
             return error(
                 403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
             )
         if user not in self.rooms:
             return error(404, "ErrorInvalidUser", f"The requested user '{user}' is invalid.")
-        allowed = self.scopes.get(client_id)
+        allowed = None if delegated else self.scopes.get(client_id)
         if allowed is not None and user not in allowed:
             return error(
                 403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
             )
-        if user in self.access_policy_blocked[client_id]:
+        if not delegated and user in self.access_policy_blocked[client_id]:
             return error(
                 403,
                 "ErrorAccessDenied",
@@ -570,3 +593,18 @@ class FakeGraph(FakeHTTPServer):
 
 def _param(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _delegated_refusal(
+    account: str, scopes: frozenset[str], user: str, graph: FakeGraph
+) -> Response | None:
+    """403 for a delegated token that may not read ``user``'s calendar."""
+    denied = error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+    if user == account.lower():
+        own = {"Calendars.Read", "Calendars.ReadWrite", "Calendars.Read.Shared"}
+        return None if scopes & own else denied
+    if not scopes & {"Calendars.Read.Shared", "Calendars.ReadWrite.Shared"}:
+        return denied
+    if user in graph.rooms and user not in graph.shared_with[account.lower()]:
+        return denied
+    return None

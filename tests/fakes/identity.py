@@ -6,14 +6,26 @@ Serves, per tenant (by domain or by GUID):
   unknown tenant, as login.microsoftonline.com answers);
 - ``/{tenant}/oauth2/v2.0/token`` for the client_credentials grant, and the
   authorization_code and refresh_token grants of the delegated flow;
-- ``/{tenant}/oauth2/v2.0/authorize``, which "signs in" the tenant's service
-  account at once and redirects back with a code (no login page: the browser
-  part of the flow is not what is tested here).
+- ``/{tenant}/oauth2/v2.0/authorize``: a login form (account and password of a
+  user added with ``add_user``) that a browser, or ``sign_in_form`` for tests
+  without one, fills in; a right password redirects back to ``redirect_uri``
+  with a code bound to the PKCE challenge, a wrong one shows the form again.
+
+Delegated tokens carry the permissions (``scp``) asked for, if the app has them:
+``consent`` records an administrator's consent (Entra ID → API permissions →
+Grant admin consent), and signing in consents to what the sign-in asks for.
+A token request for a permission nobody consented to, or for a refresh token
+that was revoked (``revoke_sign_in``: an administrator's "Revoke sessions" or a
+password change) or expired, is refused as Entra ID refuses it: ``invalid_grant``
+with AADSTS65001, AADSTS50173 or AADSTS700082 (learn.microsoft.com/entra/
+identity-platform/reference-error-codes). Revoking the sessions also ends the
+account's access tokens, as Exchange Online and Graph do with continuous access
+evaluation.
 
 Errors carry the bodies Entra ID sends: ``error``, ``error_description`` starting
 with ``AADSTSnnnn: ``, ``error_codes``, ``timestamp``, ``trace_id``,
 ``correlation_id``. Tokens are random strings the EWS and Graph fakes check
-through ``is_valid_token``.
+through ``is_valid_token`` and ``token_info``.
 """
 
 from __future__ import annotations
@@ -21,13 +33,16 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import html
 import json
 import secrets
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
 
 from tests.fakes.base import FakeHTTPServer, Request, Response
 
@@ -47,6 +62,9 @@ class FakeApp:
     # Entra ID keeps several client secrets per app, each valid until it expires or is
     # deleted: a new secret works while the old one still does (rotation).
     other_secrets: list[str] = field(default_factory=list)
+    # Delegated permissions consented to, as full scopes
+    # ("https://graph.microsoft.com/Calendars.Read.Shared").
+    consented: set[str] = field(default_factory=set)
 
     def accepts(self, secret: str) -> bool:
         return any(
@@ -60,7 +78,7 @@ class FakeTenant:
     domain: str
     tenant_id: str
     display_name: str
-    users: set[str] = field(default_factory=set)  # accounts that may sign in (delegated)
+    users: dict[str, str] = field(default_factory=dict)  # account -> password (delegated)
     other_domains: set[str] = field(default_factory=set)  # verified custom domains
 
 
@@ -72,6 +90,7 @@ class IssuedToken:
     audience: str  # the resource of the scope, e.g. https://graph.microsoft.com
     expires: float  # time.time() seconds
     account: str = ""  # delegated tokens: the signed-in user
+    scopes: frozenset[str] = frozenset()  # delegated tokens: the permissions (scp)
 
 
 class FakeIdentityPlatform(FakeHTTPServer):
@@ -88,6 +107,7 @@ class FakeIdentityPlatform(FakeHTTPServer):
         self.apps: list[FakeApp] = []
         self.tokens: dict[str, IssuedToken] = {}
         self.refresh_tokens: dict[str, tuple[str, str, str]] = {}  # rt -> tenant, client, account
+        self.revoked_refresh_tokens: set[str] = set()  # "Revoke sessions", password changed
         self.codes: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
@@ -116,8 +136,36 @@ class FakeIdentityPlatform(FakeHTTPServer):
         self.apps.append(app)
         return app
 
-    def add_user(self, tenant: str, account: str) -> None:
-        self.add_tenant(tenant).users.add(account.lower())
+    def add_user(self, tenant: str, account: str, password: str = "fake-password-user") -> None:
+        self.add_tenant(tenant).users[account.lower()] = password
+
+    def consent(self, client_id: str, *scopes: str) -> None:
+        """An administrator grants (admin consent) these delegated permissions to the app."""
+        for app in self.apps:
+            if app.client_id == client_id:
+                app.consented.update(scopes)
+
+    def withdraw_consent(self, client_id: str) -> None:
+        """The permissions are removed from the app (AADSTS65001 from then on)."""
+        for app in self.apps:
+            if app.client_id == client_id:
+                app.consented.clear()
+
+    def revoke_sign_in(self, account: str) -> None:
+        """Revoke-MgUserSignInSession (or a password change) for ``account``.
+
+        Its refresh tokens answer AADSTS50173 from now on, and its access tokens
+        stop working at once (resources that evaluate access continuously).
+        """
+        account = account.lower()
+        with self._lock:
+            for refresh, held in list(self.refresh_tokens.items()):
+                if held[2] == account:
+                    del self.refresh_tokens[refresh]
+                    self.revoked_refresh_tokens.add(refresh)
+            for token, issued in list(self.tokens.items()):
+                if issued.account == account:
+                    del self.tokens[token]
 
     def set_roles(self, client_id: str, roles: list[str]) -> None:
         """The application permissions consented for the app: its tokens' ``roles`` claim."""
@@ -214,6 +262,8 @@ class FakeIdentityPlatform(FakeHTTPServer):
         if rest == "oauth2/v2.0/token" and request.method == "POST":
             return self._token(tenant, request)
         if rest == "oauth2/v2.0/authorize" and request.method == "GET":
+            return self._login_form(tenant, _query(request), error="")
+        if rest == "oauth2/v2.0/authorize" and request.method == "POST":
             return self._authorize(tenant, request)
         return Response(404, "not found")
 
@@ -331,6 +381,9 @@ class FakeIdentityPlatform(FakeHTTPServer):
                     "The Code_Verifier does not match the code_challenge supplied in the "
                     "authorization request.",
                 )
+            refused = self._not_consented(app, tenant, resource_scopes)
+            if refused is not None:
+                return refused
             return self._issue(
                 tenant,
                 app,
@@ -339,8 +392,21 @@ class FakeIdentityPlatform(FakeHTTPServer):
                 nonce=code["nonce"],
             )
         if grant == "refresh_token":
+            refresh = form.get("refresh_token", "")
             with self._lock:
-                held = self.refresh_tokens.get(form.get("refresh_token", ""))
+                held = self.refresh_tokens.get(refresh)
+                revoked = refresh in self.revoked_refresh_tokens
+            if revoked:
+                return self._error(
+                    400,
+                    "invalid_grant",
+                    50173,
+                    "The provided grant has expired due to it being revoked, a fresh auth "
+                    "token is needed. The user might have changed or reset their password. "
+                    "The grant was issued on '2026-01-01T00:00:00.0000000Z' and the "
+                    "TokensValidFrom date (before which tokens are not valid) for this user is "
+                    "'2026-01-02T00:00:00.0000000Z'.",
+                )
             if held is None or held[:2] != (tenant.tenant_id, client_id):
                 return self._error(
                     400,
@@ -349,6 +415,9 @@ class FakeIdentityPlatform(FakeHTTPServer):
                     "The refresh token has expired due to inactivity. The token was issued "
                     "on 2026-01-01T00:00:00.0000000Z and was inactive for 90.00:00:00.",
                 )
+            refused = self._not_consented(app, tenant, resource_scopes)
+            if refused is not None:
+                return refused
             return self._issue(tenant, app, _resource_scope(resource_scopes), account=held[2])
         return self._error(
             400,
@@ -357,27 +426,109 @@ class FakeIdentityPlatform(FakeHTTPServer):
             f"The app requested an unsupported grant type '{grant}'.",
         )
 
+    def _login_form(self, tenant: FakeTenant, query: dict[str, str], *, error: str) -> Response:
+        """Entra ID's sign-in page, reduced to its form: account, password, "Sign in"."""
+        hidden = "".join(
+            f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
+            for name, value in query.items()
+            if name not in ("login", "passwd")
+        )
+        account = html.escape(query.get("login") or query.get("login_hint", ""))
+        page = (
+            "<!doctype html><html><head><title>Sign in to your account</title></head><body>"
+            f"<h1>Sign in to {html.escape(tenant.display_name)}</h1>"
+            + (f'<p id="error" role="alert">{html.escape(error)}</p>' if error else "")
+            + f'<form method="post" action="{self.url}/{tenant.tenant_id}/oauth2/v2.0/authorize">'
+            f"{hidden}"
+            f'<label>Account <input id="i0116" name="login" type="email" value="{account}"></label>'
+            '<label>Password <input id="i0118" name="passwd" type="password"></label>'
+            '<input id="idSIButton9" type="submit" value="Sign in">'
+            "</form></body></html>"
+        )
+        return Response(200, page, content_type="text/html; charset=utf-8")
+
     def _authorize(self, tenant: FakeTenant, request: Request) -> Response:
-        """Sign in the tenant's (only) user at once and redirect back with a code."""
-        redirect_uri = request.arg("redirect_uri")
-        account = request.arg("login_hint") or next(iter(sorted(tenant.users)), "")
-        if account.lower() not in tenant.users:
-            return Response(400, f"AADSTS50034: The user account {account} does not exist.")
+        """The login form posted: a right password redirects back with a code."""
+        form = {key: values[0] for key, values in parse_qs(request.body.decode()).items()}
+        account = form.get("login", "").strip().lower()
+        password = tenant.users.get(account)
+        if password is None:
+            return self._login_form(
+                tenant,
+                form,
+                error=f"AADSTS50034: The user account {account or '(none)'} does not exist in "
+                f"the {tenant.domain} directory.",
+            )
+        if not secrets.compare_digest(password.encode(), form.get("passwd", "").encode()):
+            return self._login_form(
+                tenant,
+                form,
+                error="AADSTS50126: Error validating credentials due to invalid "
+                "username or password.",
+            )
+        if form.get("code_challenge_method") != "S256" or not form.get("code_challenge"):
+            return Response(400, "AADSTS501491: PKCE with S256 is required for this client.")
+        # The user accepts the consent prompt for what the sign-in asks.
+        scopes = [s for s in form.get("scope", "").split() if "/" in s]
+        for app in self.apps:
+            if app.client_id == form.get("client_id") and app.tenant_id == tenant.tenant_id:
+                app.consented.update(scopes)
         code = secrets.token_urlsafe(24)
         self.codes[code] = {
-            "client_id": request.arg("client_id"),
-            "code_challenge": request.arg("code_challenge"),
-            "account": account.lower(),
-            "nonce": request.arg("nonce"),
+            "client_id": form.get("client_id", ""),
+            "code_challenge": form.get("code_challenge", ""),
+            "account": account,
+            "nonce": form.get("nonce", ""),
         }
-        query = urlencode({"code": code, "state": request.arg("state")})
-        return Response(302, "", headers={"Location": f"{redirect_uri}?{query}"})
+        query = urlencode({"code": code, "state": form.get("state", "")})
+        return Response(302, "", headers={"Location": f"{form.get('redirect_uri', '')}?{query}"})
+
+    def sign_in_form(self, auth_uri: str, account: str, password: str) -> str:
+        """What a browser does at ``auth_uri``: fill in the form, post it; the redirect."""
+        session = requests.Session()
+        form_page = session.get(auth_uri, timeout=10)
+        form_page.raise_for_status()
+        query = {key: values[0] for key, values in parse_qs(urlsplit(auth_uri).query).items()}
+        answer = session.post(
+            auth_uri.split("?", 1)[0],
+            data={**query, "login": account, "passwd": password},
+            allow_redirects=False,
+            timeout=10,
+        )
+        if answer.status_code != 302:
+            raise AssertionError(f"the sign-in failed: {answer.status_code} {answer.text[:300]}")
+        return str(answer.headers["Location"])
+
+    def _not_consented(
+        self, app: FakeApp, tenant: FakeTenant, scopes: list[str]
+    ) -> Response | None:
+        """AADSTS65001 for a delegated permission neither the user nor an admin consented to."""
+        missing = [s for s in scopes if not s.endswith("/.default") and s not in app.consented]
+        if not missing:
+            return None
+        return self._error(
+            400,
+            "invalid_grant",
+            65001,
+            f"The user or administrator has not consented to use the application with ID "
+            f"'{app.client_id}' named '{app.display_name}'. Send an interactive authorization "
+            "request for this user and resource.",
+        )
 
     def _issue(
         self, tenant: FakeTenant, app: FakeApp, scope: str, *, account: str, nonce: str = ""
     ) -> Response:
-        audience = scope.removesuffix("/.default") if scope.endswith("/.default") else scope
-        token = _access_token(self, tenant, app, audience, account)
+        audience, _, permission = scope.rpartition("/")
+        if account:
+            # A delegated token holds what was asked; .default: all that was consented to.
+            if permission == ".default":
+                granted = {s for s in app.consented if s.rpartition("/")[0] == audience}
+            else:
+                granted = {scope}
+            scopes = frozenset(s.rpartition("/")[2] for s in granted)
+        else:
+            scopes = frozenset()
+        token = _access_token(self, tenant, app, audience, account, scopes)
         issued = IssuedToken(
             token=token,
             tenant_id=tenant.tenant_id,
@@ -385,6 +536,7 @@ class FakeIdentityPlatform(FakeHTTPServer):
             audience=audience,
             expires=time.time() + self.expires_in,
             account=account,
+            scopes=scopes,
         )
         with self._lock:
             self.tokens[token] = issued
@@ -428,6 +580,10 @@ class FakeIdentityPlatform(FakeHTTPServer):
         return Response(status, json.dumps(body), content_type=JSON)
 
 
+def _query(request: Request) -> dict[str, str]:
+    return {key: values[0] for key, values in request.query.items() if values}
+
+
 def _resource_scope(scopes: list[str]) -> str:
     return scopes[0] if scopes else "https://graph.microsoft.com/.default"
 
@@ -458,7 +614,12 @@ def _id_token(tenant: FakeTenant, app: FakeApp, account: str, nonce: str) -> str
 
 
 def _access_token(
-    identity: FakeIdentityPlatform, tenant: FakeTenant, app: FakeApp, audience: str, account: str
+    identity: FakeIdentityPlatform,
+    tenant: FakeTenant,
+    app: FakeApp,
+    audience: str,
+    account: str,
+    scopes: frozenset[str] = frozenset(),
 ) -> str:
     """A JWT-shaped access token, as Entra ID issues for Graph and Exchange Online.
 
@@ -485,7 +646,7 @@ def _access_token(
     }
     if account:
         claims["upn"] = account
-        claims["scp"] = "Calendars.Read.Shared EWS.AccessAsUser.All"
+        claims["scp"] = " ".join(sorted(scopes))
     elif app.roles:
         claims["roles"] = list(app.roles)
     header = {"typ": "JWT", "alg": "RS256", "kid": "fake-key"}

@@ -55,6 +55,8 @@ class ErrorContext:
     oauth: bool  # app registration (OAuth) rather than HTTP credentials
     exchange_online: bool
     scheme: str  # ntlm | basic | digest | gssnegotiate | oauth
+    delegated: bool = False  # OAuth with the delegated flow: a signed-in account reads
+    signed_in: str = ""  # that account
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Row:
     """One recognised failure and what the admin reads for it.
 
     ``code``, ``message`` and ``hint`` are ``str.format`` templates over the fields
-    of ``_fields``: {host}, {endpoint}, {account}, {scheme}, {mailbox} (the room, or
+    of ``_fields``: {host}, {endpoint}, {account}, {signed_in}, {scheme}, {mailbox} (the room, or
     "the account's own mailbox"), {room} (the room, or "<room>" in a command to
     type), {kind} (the exception's class name), {first_line} (of Exchange's message)
     and {cas_error}.
@@ -76,8 +78,8 @@ class Row:
     step: str = "fetch"  # source.py replaces "fetch" by the step it failed in; "connect" stays
     for_resource: bool = True  # the error names the room it happened on
     # The row holds only when this flag of the ErrorContext is set: the fix differs for
-    # an app registration (oauth) and for Exchange Online.
-    when: Literal["", "oauth", "exchange_online"] = ""
+    # a delegated sign-in, an app registration (oauth) and for Exchange Online.
+    when: Literal["", "delegated", "oauth", "exchange_online"] = ""
     # Exchange's own word for it, shown beside the message ("" = from the exception:
     # its ResponseCode, or the HTTP status exchangelib read it from).
     upstream: str = ""
@@ -132,6 +134,7 @@ def _fields(exc: BaseException, ctx: ErrorContext) -> dict[str, str]:
         "host": ctx.host,
         "endpoint": ctx.endpoint,
         "account": ctx.account,
+        "signed_in": ctx.signed_in or "the signed-in account",
         "scheme": ctx.scheme,
         "mailbox": _mailbox(ctx),
         "room": ctx.resource or "<room>",
@@ -151,6 +154,18 @@ def _first_line(text: str) -> str:
 
 # A login refused: exchangelib's UnauthorizedError, or an HTTP 401 (see _http).
 UNAUTHORIZED: tuple[Row, ...] = (
+    Row(
+        (ews.UnauthorizedError,),
+        when="delegated",
+        code="token-rejected",
+        message="Exchange at {host} refused the delegated token of {signed_in} (app {account}).",
+        hint="The token was issued but Exchange does not accept it: give the app registration "
+        "the delegated permission EWS.AccessAsUser.All (Office 365 Exchange Online) with "
+        "consent, check that the app registration's tenant is the tenant of the mailboxes and "
+        "that EWS is enabled for {signed_in} (Set-CASMailbox {signed_in} -EwsEnabled $true).",
+        step="connect",
+        for_resource=False,
+    ),
     Row(
         (ews.UnauthorizedError,),
         when="oauth",
@@ -191,6 +206,17 @@ UNAUTHORIZED: tuple[Row, ...] = (
 # exchangelib's exceptions, first match wins: keep a subclass above its base class.
 EWS_ERRORS: tuple[Row, ...] = (
     Row(
+        (ews.ErrorAccessDenied, ews.ErrorFolderNotFound),
+        when="delegated",
+        code="{kind}",
+        message="{signed_in} may not read the calendar of {mailbox}.",
+        hint="A delegated sign-in reads the rooms {signed_in} has rights on: give it at least "
+        "Reviewer on the room's calendar (Add-MailboxFolderPermission -Identity {room}:\\Calendar "
+        "-User {signed_in} -AccessRights Reviewer) or full access (Add-MailboxPermission "
+        "-Identity {room} -User {signed_in} -AccessRights FullAccess -AutoMapping $false). "
+        "Rights can take up to two hours to apply.",
+    ),
+    Row(
         (ews.ErrorAccessDenied,),
         when="oauth",
         code="ErrorAccessDenied",
@@ -216,6 +242,18 @@ EWS_ERRORS: tuple[Row, ...] = (
         hint="Check the resource's address: it must be the room's primary SMTP address "
         "(Get-Mailbox {room} | fl PrimarySmtpAddress, or Get-Mailbox -RecipientTypeDetails "
         "RoomMailbox to list the rooms).",
+    ),
+    Row(
+        (ews.ErrorImpersonateUserDenied, ews.ErrorImpersonationFailed),
+        when="delegated",
+        code="ErrorImpersonateUserDenied",
+        message="Exchange refused to let {signed_in} act as {mailbox} (impersonation denied).",
+        hint="A delegated token cannot impersonate in Exchange Online (the "
+        "ApplicationImpersonation role is retired): it reads a room as its delegate, which "
+        "needs rights of {signed_in} on the room (Add-MailboxFolderPermission -Identity "
+        "{room}:\\Calendar -User {signed_in} -AccessRights Reviewer). full_access_as_app does "
+        "not apply to a delegated sign-in; for app-only access, switch the app registration "
+        "to the client-credentials flow.",
     ),
     Row(
         (ews.ErrorImpersonateUserDenied, ews.ErrorImpersonationFailed),

@@ -12,7 +12,9 @@ An app registration's connection takes every token from msal (AppTokens, through
 protocol.MsalCredentials): the source hands over msal's token at the start of each
 fetch, and whenever exchangelib finds itself without one (after a reconnect, a
 failed request, a refused or expired token) it asks msal again, never the identity
-platform itself.
+platform itself. App-only access impersonates the room (an identity on the
+credentials: exchangelib's ExchangeImpersonation header); delegated access names
+no identity, and the source reads the room as a delegate.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from exchangelib.transport import GSSAPI
 
 from accounts.models import AppRegistration
 from accounts.tokens import acquire_token, discard_token
+from accounts.tokens import token_scope as app_token_scope
 from connector.core.errors import SourceError
 from connector.core.trace import Step
 from connector.models import Calendar, Server
@@ -99,9 +102,17 @@ class Credential:
         )
 
 
-def token_scope(endpoint: str) -> str:
-    """The scope of an app's token for the Exchange at ``endpoint`` (any cloud)."""
-    return f"https://{urlsplit(endpoint).netloc}/.default"
+def token_scope(app: AppRegistration, endpoint: str) -> str:
+    """The scope of an app's token for the Exchange at ``endpoint`` (any cloud).
+
+    App-only: ``https://<host>/.default`` (full_access_as_app); delegated:
+    ``https://<host>/EWS.AccessAsUser.All``.
+    """
+    return app_token_scope(app, f"https://{urlsplit(endpoint).netloc}", "ews")
+
+
+def is_delegated(app: AppRegistration | None) -> bool:
+    return app is not None and app.flow == AppRegistration.Flow.DELEGATED
 
 
 @dataclass(frozen=True)
@@ -203,11 +214,16 @@ def _connect(server: Server, credential: Credential, endpoint: str, resource: st
     if credential.oauth:
         app = server.app_registration
         assert app is not None
+        # exchangelib sends an ExchangeImpersonation header for OAuth credentials with an
+        # identity. App-only tokens must impersonate the room; a delegated token must not:
+        # Exchange Online answers ErrorImpersonateUserDenied (the ApplicationImpersonation
+        # role is retired), and the signed-in account reads the room as its delegate.
+        impersonate = bool(resource) and not is_delegated(app)
         credentials = MsalCredentials(
             client_id=app.client_id,
             tenant_id=app.tenant,
-            provider=AppTokens(app, token_scope(endpoint)),
-            identity=Identity(primary_smtp_address=resource) if resource else None,
+            provider=AppTokens(app, token_scope(app, endpoint)),
+            identity=Identity(primary_smtp_address=resource) if impersonate else None,
         )
         auth_type = OAUTH2
     else:

@@ -82,7 +82,7 @@ class EwsSource:
             self.server, resource, self.credential.username, self.trace
         )
         try:
-            return self._fetch(endpoint, resource, window, include_body, deadline)
+            return self._fetch_renewing_token(endpoint, resource, window, include_body, deadline)
         except SourceError as error:
             if not autodiscover.discovered(self.server) or error.code not in (
                 "connection",
@@ -107,6 +107,29 @@ class EwsSource:
             if fresh == endpoint:
                 raise
             return self._fetch(fresh, resource, window, include_body, deadline)
+
+    def _fetch_renewing_token(
+        self, endpoint: str, resource: str, window: Window, include_body: bool, deadline: float
+    ) -> list[EventRecord]:
+        """``_fetch``; once more with a new token when Exchange refused the one it had.
+
+        A token refused (revoked, the password changed) is forgotten; asking the
+        identity platform for the next one tells at once why: a delegated sign-in
+        that stopped working is "re-authentication needed" from the first failure,
+        not a permission Exchange seems to lack.
+        """
+        try:
+            return self._fetch(endpoint, resource, window, include_body, deadline)
+        except SourceError as error:
+            if error.code != "token-rejected" or not self.credential.oauth:
+                raise
+            try:
+                self._token(endpoint)
+            except SourceError as token_error:
+                token_error.resource = token_error.resource or resource
+                raise token_error from None
+            log.info("Exchange refused the token of %s: one more try with a new one", self.server)
+            return self._fetch(endpoint, resource, window, include_body, deadline)
 
     def _fetch(
         self, endpoint: str, resource: str, window: Window, include_body: bool, deadline: float
@@ -163,6 +186,7 @@ class EwsSource:
 
     def _context(self, endpoint: str, resource: str) -> ErrorContext:
         host = urlsplit(endpoint).hostname or endpoint
+        app = self.server.app_registration if self._delegated else None
         return ErrorContext(
             endpoint=endpoint,
             host=urlsplit(endpoint).netloc or endpoint,
@@ -171,13 +195,19 @@ class EwsSource:
             oauth=self.credential.oauth,
             exchange_online=host.lower() in EXCHANGE_ONLINE_EWS_HOSTS,
             scheme="oauth" if self.credential.oauth else self.server.http_scheme,
+            delegated=self._delegated,
+            signed_in=app.account if app is not None else "",
         )
 
     def _token(self, endpoint: str) -> AccessToken:
-        """The app's token for this Exchange; msal's cache serves it until shortly before expiry."""
+        """The app's token for this Exchange; msal's cache serves it until shortly before expiry.
+
+        App-only: the app's own (full_access_as_app); delegated: the signed-in account's
+        (EWS.AccessAsUser.All), which reads the rooms as their delegate.
+        """
         app = self.server.app_registration
         assert app is not None
-        return acquire_token(app, pool.token_scope(endpoint), trace=self.trace)
+        return acquire_token(app, pool.token_scope(app, endpoint), trace=self.trace)
 
     def _use_token(self, connection: Connection, token: AccessToken) -> None:
         """Every session of the connection sends msal's token of this fetch.
@@ -226,6 +256,8 @@ class EwsSource:
                 "mailbox address as a resource.",
                 step="connect",
             )
+        # App-only tokens impersonate the room; a delegated token reads it as its delegate
+        # (the room named in the folder id, see _find), without impersonation.
         impersonate = self.credential.oauth and not self._delegated
         account = Account(
             primary_smtp_address=address,

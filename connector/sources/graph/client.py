@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
-from accounts.tokens import acquire_token, discard_token
+from accounts.tokens import acquire_token, discard_token, token_scope
 from connector.core import budget, metrics
 from connector.core.errors import SourceError
 from connector.core.network import network_error
@@ -104,7 +104,8 @@ class GraphClient:
     ) -> None:
         self.app = app
         self.base = base
-        self.scope = f"{base}/.default"
+        # App-only: .default (Calendars.Read); delegated: Calendars.Read.Shared.
+        self.scope = token_scope(app, base, "graph")
         self.server_id = server_id
         self.trace = trace
         self.deadline = deadline

@@ -20,9 +20,14 @@ def error_code(response: requests.Response) -> tuple[str, str]:
         return "", ""
 
 
-def http_error(response: requests.Response, resource: str, client_id: str) -> SourceError:
-    """The SourceError of an answer that is not a page, with Graph's own status and code."""
-    error = _http_error_of(response, resource, client_id)
+def http_error(
+    response: requests.Response, resource: str, client_id: str, *, delegate: str = ""
+) -> SourceError:
+    """The SourceError of an answer that is not a page, with Graph's own status and code.
+
+    ``delegate``: the signed-in account of a delegated app registration ('' app-only).
+    """
+    error = _http_error_of(response, resource, client_id, delegate)
     error.upstream = f"HTTP {response.status_code} {error_code(response)[0]}".strip()
     if response.status_code in (429, 503, 504) and response.headers.get("Retry-After"):
         error.back_off = retry_after(response, 0)
@@ -38,12 +43,23 @@ def retry_after(response: requests.Response, attempt: int) -> float:
         return float(min(2**attempt, 30))  # no (readable) Retry-After: back off
 
 
-def _http_error_of(response: requests.Response, resource: str, client_id: str) -> SourceError:
+def _http_error_of(
+    response: requests.Response, resource: str, client_id: str, delegate: str
+) -> SourceError:
     """The SourceError, with its hint, of an answer that is not 200."""
     status = response.status_code
     code, message = error_code(response)
     if status == 403:
-        if "AccessPolicy" in message or "[RAOP]" in message:
+        if delegate:
+            hint = (
+                f"A delegated sign-in reads the rooms {delegate} has rights on, with the "
+                "delegated permission Calendars.Read.Shared (Entra ID → App registrations "
+                "→ API permissions → Microsoft Graph → Delegated, with consent). Give the "
+                f"account at least Reviewer on the room's calendar: "
+                f"Add-MailboxFolderPermission -Identity {resource}:\\Calendar -User "
+                f"{delegate} -AccessRights Reviewer."
+            )
+        elif "AccessPolicy" in message or "[RAOP]" in message:
             hint = (
                 "An application access policy keeps this app from the room. In Exchange "
                 "Online PowerShell, check with Get-ApplicationAccessPolicy and "

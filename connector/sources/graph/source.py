@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 
+from accounts.models import AppRegistration
 from connector.core import budget
 from connector.core.errors import SourceError
 from connector.core.trace import NullTrace, Trace
@@ -64,6 +65,9 @@ class GraphSource:
         # The calendar's own username/password mean nothing to Graph: the app reads.
         app_key = self.app.pk if self.app is not None else "none"
         self.upstream_key = f"graph:{self.base}:{app_key}"
+        # A delegated sign-in reads as its account (Calendars.Read.Shared), for the hints.
+        delegated = self.app is not None and self.app.flow == AppRegistration.Flow.DELEGATED
+        self.delegate = self.app.account if delegated and self.app is not None else ""
 
     # -- the one public method ------------------------------------------------------
     def fetch(
@@ -153,7 +157,9 @@ class GraphSource:
                 events = delta.apply(kept.events, found.items, with_bodies=kept.with_bodies)
             except Refused as refused:
                 if not (refused.status in (400, 410) or refused.code.lower() in RESYNC_CODES):
-                    raise http_error(refused.response, resource, self.app.client_id) from None
+                    raise http_error(
+                        refused.response, resource, self.app.client_id, delegate=self.delegate
+                    ) from None
                 client.note(
                     f"Graph no longer takes the delta token of {resource} "
                     f"({refused.status} {refused.code}): reading the room in full."
@@ -183,7 +189,9 @@ class GraphSource:
             events = delta.apply({}, found.items, with_bodies=with_bodies)
         except Refused as refused:
             if refused.status not in (400, 501):
-                raise http_error(refused.response, resource, self.app.client_id) from None
+                raise http_error(
+                    refused.response, resource, self.app.client_id, delegate=self.delegate
+                ) from None
             client.note(
                 f"Graph refused change tracking for {resource} ({refused.status} "
                 f"{refused.code}): reading its calendar view."
@@ -226,4 +234,6 @@ class GraphSource:
         try:
             return client.read(url, params, headers, resource)
         except Refused as refused:
-            raise http_error(refused.response, resource, self.app.client_id) from None
+            raise http_error(
+                refused.response, resource, self.app.client_id, delegate=self.delegate
+            ) from None

@@ -9,8 +9,9 @@ components: building and serialising its objects cost about 1 ms per event
 (10,000 events took over 10 s), writing the lines costs a few microseconds. The
 bytes are those the package wrote (same properties, order, escaping, parameter
 quoting and folding; tests/test_ics_writer.py checks them against both parsers),
-except a literal backslash followed by ``N`` in a text, which the package turned
-into a line break and which is now kept as written.
+except where the package's were wrong: a literal backslash followed by ``N`` in
+a text, which it turned into a line break, is kept as written; an organizer
+name holding a backslash or a tab is quoted.
 """
 
 from __future__ import annotations
@@ -137,10 +138,14 @@ def _verbatim(value: str) -> str:
 
 # Parameter values (3.2) are quoted when they hold , ; : (and, as the icalendar
 # package did for CN, a space, an apostrophe or a right single quotation mark);
-# DQUOTE, ^ and line breaks are written as RFC 6868 says (^' ^^ ^n).
+# DQUOTE, ^ and line breaks are written as RFC 6868 says (^' ^^ ^n). A
+# backslash or a tab means nothing special in a parameter value, but the
+# icalendar package's parser reads an unquoted backslash as an escape
+# (``CN=\:mailto:...`` loses the address) and strips an unquoted tab next to a
+# delimiter, so a value holding either is quoted too.
 _PARAM_ESCAPE = re.compile(r'\^|\r\n|\r|\n|"')
 _PARAM_ESCAPES = {"^": "^^", "\r\n": "^n", "\r": "^n", "\n": "^n", '"': "^'"}
-_PARAM_QUOTED = re.compile("[,;: '\u2019]")
+_PARAM_QUOTED = re.compile("[,;: \t'\u2019\\\\]")
 
 
 def _param_value(value: str) -> str:

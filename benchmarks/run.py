@@ -10,8 +10,9 @@ It uses its own temporary DATA_DIR and production settings (DEBUG off).
 
 feed     gunicorn (2 sync workers) serves a fresh 200-event snapshot (~95 KB);
          wrk (Debian's package; it runs on the same 2 cores as the server) loads
-         it with 50 connections, then the same bytes as a static file served by
-         whitenoise in the same server, then the feed with If-None-Match (304).
+         the same bytes as a static file served by whitenoise in the same
+         server, the feed, and the feed with If-None-Match (304), with 50
+         connections, in --feed-rounds interleaved rounds sharing --seconds.
 build    build_calendar() (filters, alarms, iCalendar) for 10 ... 10,000 events.
 refresh  ``manage.py refresh_calendars`` (the command, in its own process) over
          --rooms rooms (2 per calendar) per upstream, EWS then Graph, against
@@ -32,6 +33,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -196,6 +198,18 @@ def wrk(
     return figures
 
 
+def combined(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Rounds of equal length as one: their mean rate, the median of their
+    percentiles, all their errors."""
+    return {
+        "rps": statistics.fmean(run["rps"] for run in runs),
+        "p50": statistics.median(run["p50"] for run in runs),
+        "p99": statistics.median(run["p99"] for run in runs),
+        "errors": sum(run["errors"] for run in runs),
+        "non2xx3xx": sum(run["non2xx3xx"] for run in runs),
+    }
+
+
 def wait_for(url: str, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -245,11 +259,12 @@ def run_feed(args: argparse.Namespace, data_dir: str) -> None:
         env=child_env(data_dir),
     )
     base = f"http://127.0.0.1:{port}"
-    seconds, connections = args.seconds, 50
+    connections, rounds = 50, max(1, args.feed_rounds)
+    round_seconds = max(1, round(args.seconds / rounds))
     print(
-        f"== feed: gunicorn 2 sync workers, DEBUG off; wrk -t2 -c{connections} "
-        f"-d{seconds}s on the same 2 cores; a fresh 200-event snapshot of "
-        f"{len(body) / 1024:.0f} KB",
+        f"== feed: gunicorn 2 sync workers, DEBUG off; wrk -t2 -c{connections} on the "
+        f"same 2 cores, {rounds} interleaved rounds of {round_seconds} s per kind; "
+        f"a fresh 200-event snapshot of {len(body) / 1024:.0f} KB",
         flush=True,
     )
     try:
@@ -260,14 +275,20 @@ def run_feed(args: argparse.Namespace, data_dir: str) -> None:
             assert response.read() == body
         with urllib.request.urlopen(f"{base}/static/bench.ics") as response:
             assert response.read() == body
-        results = {}
-        for name, path, headers in (
+        kinds = (
             ("static", "/static/bench.ics", {}),
             ("feed", "/ical/bench.ics", {}),
             ("feed 304", "/ical/bench.ics", {"If-None-Match": etag}),
-        ):
+        )
+        for _, path, headers in kinds:
             wrk(base + path, 2, connections, headers)  # warm-up
-            results[name] = wrk(base + path, seconds, connections, headers)
+        # Interleaved rounds: a change in the machine's load (other work sharing the
+        # cores) falls on all three alike instead of on whichever ran at that time.
+        runs: dict[str, list[dict[str, float]]] = defaultdict(list)
+        for _ in range(rounds):
+            for name, path, headers in kinds:
+                runs[name].append(wrk(base + path, round_seconds, connections, headers))
+        results = {name: combined(found) for name, found in runs.items()}
     finally:
         web.send_signal(signal.SIGTERM)
         web.wait(20)
@@ -505,7 +526,12 @@ def print_table() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default=",".join(SECTIONS), help="feed,build,refresh")
-    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    parser.add_argument(
+        "--seconds", type=int, default=10, help="wrk's time per kind of feed request"
+    )
+    parser.add_argument(
+        "--feed-rounds", type=int, default=3, help="interleaved rounds sharing --seconds"
+    )
     parser.add_argument("--rooms", type=int, default=1000, help="rooms per upstream (even)")
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument(

@@ -15,11 +15,10 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+from typing import Protocol
 
 from django.conf import settings
 from django.http import HttpRequest
-
-from connector.models import Calendar
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -30,6 +29,14 @@ def _networks(raw: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(item, strict=False) for item in raw)
 
 
+class HasFeedKey(Protocol):
+    """A calendar, or what the feed reads of one (connector/services/feeds.FeedState)."""
+
+    @property
+    def feed_key(self) -> str: ...
+
+
+@functools.lru_cache(maxsize=4096)
 def _address(text: str) -> Address | None:
     try:
         address = ipaddress.ip_address(text)
@@ -70,12 +77,14 @@ def in_allowed_networks(request: HttpRequest) -> bool:
     return _within(client_address(request), settings.ICAL_ALLOWED_NETWORKS)
 
 
-def has_feed_key(request: HttpRequest, calendar: Calendar) -> bool:
+def has_feed_key(request: HttpRequest, calendar: HasFeedKey) -> bool:
     given = request.GET.get("key", "")
     if not given or not calendar.feed_key:
         return False
     return hmac.compare_digest(given.encode("utf-8"), calendar.feed_key.encode("utf-8"))
 
 
-def may_fetch_feed(request: HttpRequest, calendar: Calendar) -> bool:
-    return in_allowed_networks(request) or has_feed_key(request, calendar)
+def may_fetch_feed(request: HttpRequest, calendar: HasFeedKey, client: str | None = None) -> bool:
+    """``client``: the request's client_address(), when the caller has it already."""
+    address = client_address(request) if client is None else client
+    return _within(address, settings.ICAL_ALLOWED_NETWORKS) or has_feed_key(request, calendar)

@@ -19,9 +19,33 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, ResolverMatch, get_resolver, get_urlconf, resolve
+from django.urls.resolvers import URLResolver
 
 FEED_ROUTES = frozenset({"feed", "legacy-feed"})
+_ROUTES_KEPT = 4096  # paths remembered per process (each calendar's feed URL is one)
+
+# path → (the URLconf's resolver it was resolved with, its feed route or None)
+_routes: dict[str, tuple[URLResolver, ResolverMatch | None]] = {}
+
+
+def feed_route(path: str) -> ResolverMatch | None:
+    """The feed route ``path`` resolves to, or None: resolved once per path and URLconf
+    (resolving walks the URL patterns, which cost a feed more than its database read)."""
+    resolver = get_resolver(get_urlconf())
+    known = _routes.get(path)
+    if known is not None and known[0] is resolver:
+        return known[1]
+    try:
+        match: ResolverMatch | None = resolve(path)
+    except Resolver404:
+        match = None
+    if match is not None and match.url_name not in FEED_ROUTES:
+        match = None
+    if len(_routes) >= _ROUTES_KEPT:
+        _routes.clear()
+    _routes[path] = (resolver, match)
+    return match
 
 
 class FeedFastPathMiddleware:
@@ -37,11 +61,8 @@ class FeedFastPathMiddleware:
         return self.get_response(request)
 
     def _feed(self, request: HttpRequest) -> HttpResponse | None:
-        try:
-            match = resolve(request.path_info)
-        except Resolver404:
-            return None
-        if match.url_name not in FEED_ROUTES:
+        match = feed_route(request.path_info)
+        if match is None:
             return None
         if match.url_name == "legacy-feed" and request.GET.get("debug", "").lower() == "yes":
             return None

@@ -357,6 +357,8 @@ if REDIS_URL and REDIS_URL.partition("://")[0] not in ("redis", "rediss", "unix"
 # Tuning (README: "Tuning"); the defaults suit a few dozen rooms.
 REFRESH_TIMEOUT = _positive_int("REFRESH_TIMEOUT", 60)  # seconds a background refresh may take
 FEED_REFRESH_TIMEOUT = _positive_int("FEED_REFRESH_TIMEOUT", 10)  # seconds a feed request waits
+# megabytes of encoded feeds each web process keeps in memory (connector/services/feeds.py)
+FEED_CACHE_MB = _positive_int("FEED_CACHE_MB", 64)
 EXCHANGE_REQUEST_TIMEOUT = _positive_int("EXCHANGE_REQUEST_TIMEOUT", 20)  # one HTTP call
 # seconds the test console (and manage.py test_calendar) takes at most to answer
 CONSOLE_BUDGET_SECONDS = _positive_int("CONSOLE_BUDGET_SECONDS", 15)

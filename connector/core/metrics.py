@@ -7,6 +7,8 @@ mode when PROMETHEUS_MULTIPROC_DIR is set (``manage.py serve`` sets it).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
 REFRESHES = Counter("ews_calendar_refreshes_total", "Calendar refreshes by outcome", ["outcome"])
@@ -28,3 +30,14 @@ EXCHANGE_REQUESTS = Counter(
     "Requests sent to Exchange or Graph, per upstream (server id) and outcome",
     ["upstream", "outcome"],
 )
+
+_feed_counters: dict[int, Any] = {}  # status → FEED_REQUESTS's child of that label
+
+
+def count_feed_request(status: int) -> None:
+    """Count one feed answer; its status's child counter is looked up once per process
+    (``labels()`` checks and locks on every call, which cost a feed more than the count)."""
+    child = _feed_counters.get(status)
+    if child is None:
+        child = _feed_counters[status] = FEED_REQUESTS.labels(status=str(status))
+    child.inc()

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 
 from django.db import models
 
 from connector.models.calendars import Calendar
 from connector.models.servers import Server
+
+
+def is_fresh(
+    generated: dt.datetime, now: dt.datetime, cache_persistence: int, tz: zoneinfo.ZoneInfo
+) -> bool:
+    """A snapshot made at ``generated`` may be served at ``now``: younger than
+    ``cache_persistence`` seconds, and of the same day in the calendar's zone (the
+    calendar's window starts at 00:00 of that day, so a new day needs new data)."""
+    if cache_persistence <= 0:
+        return False
+    age = (now - generated).total_seconds()
+    if age >= cache_persistence or age < -60:
+        return False
+    return generated.astimezone(tz).date() == now.astimezone(tz).date()
 
 
 class Snapshot(models.Model):
@@ -24,17 +39,22 @@ class Snapshot(models.Model):
     # "fetched_at", "error"}], times in ISO 8601. Empty: every room is fresh.
     stale_rooms = models.JSONField(default=list, blank=True)
 
+    class Meta:
+        indexes = [
+            # The feed reads these four for every request (connector/services/feeds.py).
+            # SQLite stores ``ics`` before them in the row, so reading them from the
+            # table walks the body's overflow pages; this index answers without the row.
+            models.Index(
+                fields=["calendar", "etag", "generated", "changed"], name="snapshot_validators"
+            ),
+        ]
+
     def __str__(self) -> str:
         return f"snapshot of {self.calendar_id}"
 
     def is_fresh(self, calendar: Calendar, now: dt.datetime) -> bool:
         """Younger than cachePersistence, and of today's window (a new day needs new data)."""
-        if calendar.cache_persistence <= 0:
-            return False
-        age = (now - self.generated).total_seconds()
-        if age >= calendar.cache_persistence or age < -60:
-            return False
-        return calendar.window(self.generated).start == calendar.window(now).start
+        return is_fresh(self.generated, now, calendar.cache_persistence, calendar.tzinfo)
 
     def age_seconds(self, now: dt.datetime) -> float:
         return max(0.0, (now - self.generated).total_seconds())

@@ -102,9 +102,14 @@ def record_fetch(
     calendar_id: str, *, client: str, path: str, user_agent: str, status: int, known: bool = True
 ) -> bool:
     """Remember a player fetch; True when this call wrote (at most once a minute per pair)."""
+    now = time.monotonic()
+    # Most calls: a pair written less than a minute ago, found by one dict lookup,
+    # without the lock (a race only sends a caller on to _due, which decides).
+    if now - _written.get((calendar_id, client), float("-inf")) < WRITE_EVERY:
+        return False
     calendar_id = _clean(calendar_id, 100)
     client = _clean(client, 100)
-    if not _due((calendar_id, client), known, time.monotonic()):
+    if not _due((calendar_id, client), known, now):
         return False
     row = FeedFetch(
         calendar_id=calendar_id,

@@ -1,4 +1,4 @@
-"""The performance benchmark (issue 13): one table, each figure beside its physical limit.
+"""The performance benchmark: one table, each figure beside its physical limit.
 
     .venv/bin/python benchmarks/run.py                      # everything, ~5 minutes
     .venv/bin/python benchmarks/run.py --only feed,build    # a subset

@@ -2,7 +2,7 @@
 
 A player's feed request carries no cookie and changes nothing: reading a
 session, a user and messages, and checking CSRF and the login lock-out,
-cost more than serving the snapshot (issue 13, docs/PERFORMANCE.md). This
+cost more than serving the snapshot (docs/PERFORMANCE.md). This
 middleware stands right after SecurityMiddleware and WhiteNoise and answers
 ``/ical/<id>.ics`` and the PHP connector's ``2ical.php`` itself, through the
 same view functions the URLconf names. What the feed keeps: HTTPS redirect

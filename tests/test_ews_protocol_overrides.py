@@ -37,6 +37,7 @@ from exchangelib import (
 from exchangelib import util as exchangelib_util
 from exchangelib.credentials import BaseOAuth2Credentials
 from exchangelib.ewsdatetime import UTC as EWS_UTC
+from exchangelib.ewsdatetime import EWSDateTime
 from exchangelib.items import CalendarItem
 from exchangelib.properties import CalendarView, DistinguishedFolderId
 from exchangelib.protocol import FaultTolerance, Protocol, RetryPolicy
@@ -594,3 +595,39 @@ def test_an_account_is_made_without_asking_the_server_its_version() -> None:
         "EwsSource._account / version.learn_version",
         "Account() asks the server its version when made, not when first used",
     )
+
+
+# -- EWSDateTime.from_string: Exchange's UTC instants read without strptime ----------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-12-03T09:00:00Z",
+        "2024-02-29T23:59:59Z",
+        "1601-01-01T00:00:00Z",
+        "2026-12-03T09:00:00+01:00",  # an offset: exchangelib's own reading
+        "2026-12-03T09:00:00.123Z",  # fractions: exchangelib's own reading (it refuses)
+        "2026-13-03T09:00:00Z",  # no such month: refused as exchangelib refuses it
+    ],
+)
+def test_instants_read_as_exchangelib_reads_them(text: str) -> None:
+    def read(method: Any) -> Any:
+        try:
+            value = method(EWSDateTime, text)
+        except ValueError as exc:
+            return type(exc)
+        return (type(value), value, value.tzinfo)
+
+    assert read(protocol._instant_from_string) == read(protocol._exchangelib_from_string)
+
+
+def test_exchangelib_still_reads_instants_through_from_string() -> None:
+    from exchangelib.fields import DateTimeField
+
+    assert "self.value_cls.from_string(val)" in inspect.getsource(DateTimeField.from_xml)
+    assert DateTimeField("start").value_cls is EWSDateTime
+    assert EWSDateTime.from_string("2026-12-03T09:00:00Z") == dt.datetime(
+        2026, 12, 3, 9, tzinfo=dt.UTC
+    )
+    assert EWSDateTime.from_string.__func__ is protocol._instant_from_string

@@ -1,4 +1,4 @@
-"""The feed at the physical limit (issue 13 item 1): what a fresh feed request costs.
+"""The feed at the physical limit: what a fresh feed request costs.
 
 A fresh 200 reads one small row (the calendar's access and freshness columns and
 the snapshot's validators, through an index that holds them) and takes the body

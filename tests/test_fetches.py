@@ -1,4 +1,4 @@
-"""Who is fetching (issue 10 item 5): the last player fetches of each calendar.
+"""Who is fetching: the last player fetches of each calendar.
 
 The feed records (time, client address, user agent, status) with at most one
 database write per (calendar, client address) a minute per process, as one

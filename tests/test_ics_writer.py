@@ -1,6 +1,6 @@
 """The feed's text, written line by line: what two parsers read back, and the bytes.
 
-``build_ics`` writes the content lines itself (issue 13, cost of growth). For
+``build_ics`` writes the content lines itself (the cost of growth, docs/PERFORMANCE.md). For
 generated events (unicode, texts long enough to fold with multibyte characters
 at the boundary, all-day events, occurrences of series, alarms of every kind,
 private events, bodies, organizer names with characters parameters must quote)

@@ -84,7 +84,7 @@ def test_an_unchanged_room_costs_one_request_that_returns_nothing(
 def test_bytes_of_an_unchanged_room_against_a_full_read(
     graph_server: Server, fake_graph: FakeGraph, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The figure issue 13 asks for: bytes Graph sends per refresh of an unchanged room."""
+    """Bytes Graph sends per refresh of an unchanged room."""
     window = window_of()
     figures = []
     for room in (HALL, ROOM_A):

@@ -1,7 +1,7 @@
 """The feed's hot path: one small read, and the body from this process's memory.
 
 Players poll every few minutes, and a fresh feed must cost what its bytes cost
-as a static file (issue 13, docs/PERFORMANCE.md). A request reads one small
+as a static file (docs/PERFORMANCE.md). A request reads one small
 row (``read_state``): the calendar's access and freshness columns and its
 snapshot's validators (ETag, generated, changed), never the snapshot's text.
 A 304 needs nothing more. A 200 takes the encoded body from a per-process

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connector.models import Calendar
-from connector.services.refresh import group_by_rooms, refresh_calendars
+from connector.services.refresh import refresh_in_rounds
 
 
 class Command(BaseCommand):
@@ -36,10 +35,8 @@ class Command(BaseCommand):
         if not calendars:
             self.stdout.write("No calendars to refresh.")
             return
-        outcomes = {}
-        for group in group_by_rooms(calendars):
-            for outcome in refresh_calendars(group, timeout=settings.REFRESH_TIMEOUT):
-                outcomes[outcome.calendar_id] = outcome
+        # Rounds that keep every slot of each upstream busy, several at once.
+        outcomes = {outcome.calendar_id: outcome for outcome in refresh_in_rounds(calendars)}
         failed = 0
         for calendar in calendars:
             outcome = outcomes[calendar.calendar_id]

@@ -49,6 +49,10 @@ What it relies on, as of exchangelib 5.5.1 to 5.6.0:
   tests/test_kerberos.py).
 - ``BaseProtocol.HTTP_ADAPTER_CLS``, the adapter class mounted on each session
   (TrustedAdapter: the trusted CAs of connector/core/tls.py).
+- ``EWSDateTime.from_string(date_string)``, the classmethod DateTimeField.from_xml
+  reads every instant with: replaced by one that reads ``...Z`` instants without
+  ``strptime`` (its lock serialised the rooms read at once) and hands anything else
+  to exchangelib's (_instant_from_string).
 - ``Version.guess(protocol, api_version_hint)``, which probes with a ConvertId from
   ``ConvertId.supported_api_versions()[0]`` down and raises
   ``TransportError("No valid version headers ...")`` when no answer names a
@@ -84,6 +88,7 @@ from exchangelib.errors import (
     ResponseMessageError,
     TransportError,
 )
+from exchangelib.ewsdatetime import UTC as EWS_UTC
 from exchangelib.fields import FieldPath
 from exchangelib.items import ID_ONLY, SHALLOW, CalendarItem
 from exchangelib.properties import CalendarView, DistinguishedFolderId
@@ -395,6 +400,41 @@ def items_with_bodies(
 
 # exchangelib mounts an adapter of this class on every session it makes (BaseProtocol.get_adapter).
 BaseProtocol.HTTP_ADAPTER_CLS = TrustedAdapter
+
+
+# -- reading instants -------------------------------------------------------------------
+
+_exchangelib_from_string = EWSDateTime.from_string.__func__  # type: ignore[attr-defined]
+
+
+def _instant_from_string(cls: type[EWSDateTime], date_string: str) -> EWSDateTime:
+    """``EWSDateTime.from_string`` without ``strptime`` for Exchange's UTC instants.
+
+    Every start and end of every item comes as ``2026-12-03T09:00:00Z``, which
+    exchangelib reads with ``datetime.strptime``: that takes a process-wide lock and
+    reads the locale on every call, so rooms read at once queued there one after
+    another (most of a refresh round's time, by profile). ``fromisoformat`` reads the
+    same text to the same value; anything else goes to exchangelib's own reading.
+    """
+    if len(date_string) == 20 and date_string[10] == "T" and date_string.endswith("Z"):
+        try:
+            value = dt.datetime.fromisoformat(date_string[:-1])
+        except ValueError:
+            pass
+        else:
+            return cls(
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                tzinfo=EWS_UTC,
+            )
+    return _exchangelib_from_string(cls, date_string)  # type: ignore[no-any-return]
+
+
+EWSDateTime.from_string = classmethod(_instant_from_string)  # type: ignore[assignment,method-assign]
 
 
 # -- connections and tokens --------------------------------------------------------------

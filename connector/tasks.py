@@ -18,7 +18,8 @@ from django_q.tasks import async_task
 
 from connector.models import Calendar, WorkerHeartbeat
 from connector.services import expiry
-from connector.services.refresh import claim_due, plan_rounds, refresh_calendars
+from connector.services.refresh import claim_due, refresh_calendars
+from connector.services.rounds import plan_rounds
 from connector.services.status import HEARTBEAT_KEEP
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def dispatch_refreshes() -> str:
     heartbeat()
     calendars = claim_due()
     # One task per round: calendars sharing a room together, a round per server filling
-    # its upstream's slots (services.refresh.plan_rounds); workers run rounds side by side.
+    # its upstream's slots (services.rounds.plan_rounds); workers run rounds side by side.
     groups = plan_rounds(calendars)
     for group in groups:
         ids = [calendar.calendar_id for calendar in group]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from io import StringIO
 from typing import Any
 from urllib.parse import unquote
 
@@ -199,3 +200,60 @@ def test_each_upstream_has_its_own_limit(
     assert fake_ews.max_in_flight == 8
     assert fake_graph.max_in_flight[GRAPH_CLIENT_ID] == 4
     assert max(seen) > 8
+
+
+# --- the command and the background dispatch: rounds that fill every slot -------------
+
+
+def test_the_command_reads_8_rooms_at_once_over_calendars_of_two_rooms(
+    make_calendar: Any, ews_server: Any, fake_ews: FakeExchange
+) -> None:
+    """Calendars sharing no room still go into one round per server: the command keeps the
+    account's 8 slots busy, not the 2 rooms of one calendar at a time."""
+    from django.core.management import call_command
+
+    ews_rooms(fake_ews)
+    calendars_of_two_rooms(make_calendar, ews_server)
+    fake_ews.work_time = 0.1
+
+    call_command("refresh_calendars", stdout=StringIO())
+
+    assert fake_ews.max_in_flight == 8
+    assert fake_ews.count_op("FindItem") == 24
+
+
+def test_rounds_keep_shared_rooms_together_and_one_server_per_round(
+    make_calendar: Any, ews_server: Any, graph_server: Any
+) -> None:
+    from connector.services.rounds import ROOMS_PER_SLOT, plan_rounds
+
+    ews = calendars_of_two_rooms(make_calendar, ews_server)
+    shared = make_calendar("shared", server=ews_server, resources=(ROOMS[0], ROOMS[5]))
+    graph = [
+        make_calendar(f"g-{number}", server=graph_server, resources=(ROOMS[number],))
+        for number in range(3)
+    ]
+
+    rounds = plan_rounds([*ews, shared, *graph])
+
+    assert [sorted(c.calendar_id for c in members) for members in rounds] == [
+        sorted(c.calendar_id for c in [*ews, shared]),
+        sorted(c.calendar_id for c in graph),
+    ]
+    assert ROOMS_PER_SLOT * 8 >= 24  # one round holds them all at the default limits
+
+
+def test_a_server_with_more_rooms_than_a_round_holds_gets_several_rounds(
+    make_calendar: Any, ews_server: Any, settings: Any
+) -> None:
+    from connector.services.rounds import ROOMS_PER_SLOT, plan_rounds
+
+    settings.EWS_MAX_CONCURRENCY = 1  # a round of ROOMS_PER_SLOT rooms
+    calendars = [
+        make_calendar(f"room-{n:03d}", server=ews_server, resources=(f"r{n}@contoso.com",))
+        for n in range(ROOMS_PER_SLOT + 1)
+    ]
+
+    rounds = plan_rounds(calendars)
+
+    assert [len(members) for members in rounds] == [ROOMS_PER_SLOT, 1]

@@ -11,7 +11,8 @@ from django_q.signals import post_spawn
 
 from connector.models import Alarm, Calendar, RefreshStatus, Resource, WorkerHeartbeat
 from connector.schedules import DISPATCH, ensure_schedules
-from connector.services.refresh import DUE_SLACK, claim_due, group_by_rooms, next_slot
+from connector.services.refresh import DUE_SLACK, claim_due, next_slot
+from connector.services.rounds import group_by_rooms
 from connector.tasks import dispatch_refreshes, heartbeat, worker_name
 
 UTC = dt.UTC
@@ -148,16 +149,24 @@ def test_deleting_a_calendar_removes_its_schedule_state(make_calendar) -> None: 
     assert claim_due(T0 + 10 * MINUTE) == []
 
 
-def test_dispatch_queues_one_task_per_group_and_beats(make_calendar) -> None:  # type: ignore[no-untyped-def]
+def test_dispatch_queues_one_task_per_round_and_beats(make_calendar, ics_server) -> None:  # type: ignore[no-untyped-def]
+    # One server's calendars fill one round (its slots busy), whether or not they share a
+    # room; another server's go in a round, hence a task, of their own.
+    from connector.models import Server
+
+    other = Server.objects.create(
+        server_id="other", type=Server.Type.ICS, base_uri=ics_server.base_uri
+    )
     make_calendar("a", resources=("room-a@contoso.com",))
     make_calendar("ab", resources=("room-a@contoso.com", "room-b@contoso.com"))
     make_calendar("hall", resources=("big-hall@contoso.com",))
+    make_calendar("annex", server=other, resources=("annex@contoso.com",))
     before = OrmQ.objects.count()
     summary = dispatch_refreshes()
-    assert summary == "3 calendars due, 2 refresh tasks queued"
+    assert summary == "4 calendars due, 2 refresh tasks queued"
     assert OrmQ.objects.count() == before + 2
     queued = sorted(str(task.task["name"]) for task in OrmQ.objects.all()[before:])
-    assert queued == ["refresh a, ab", "refresh hall"]
+    assert queued == ["refresh a, ab, hall", "refresh annex"]
     assert dispatch_refreshes() == "0 calendars due, 0 refresh tasks queued"
     beat = WorkerHeartbeat.objects.get(name=worker_name())
     assert (timezone.now() - beat.seen).total_seconds() < 5

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connector.models import Calendar
-from connector.services.refresh import refresh_in_rounds
+from connector.services.rounds import refresh_in_rounds
 
 
 class Command(BaseCommand):

@@ -1,5 +1,8 @@
 """Every place where the EWS source reaches inside exchangelib, in one module.
 
+Why this module is long: every exchangelib override is here on purpose, so that an
+exchangelib upgrade is checked in one place (tests/test_ews_protocol_overrides.py).
+
 exchangelib's public API cannot bound a request by the deadline of a refresh,
 read a room's calendar view in one request without looking folders up, keep the
 raw instants of all-day events, or take every token from msal; so the source

@@ -383,15 +383,15 @@ def test_a_calendar_view_page_is_read_through_exchangelib_s_own_calls(
         "CalendarViewItems._get_paging_values", "IncludesLastItemInRange is no longer read"
     )
     elems = list(service._get_elems_from_page(page, max_items=None, total_item_count=0))
-    [(item, raw)] = list(service._elems_to_objs(elems))
-    assert raw == (
+    [item] = list(service._elems_to_objs(elems))
+    assert item.raw == (
         "2024-03-30T23:00:00.123Z",
         "2024-03-31T22:00:00Z",
         ZoneInfo("Europe/Berlin"),
         None,
-    ), broke("CalendarViewItems._elem_to_obj", f"the raw times read are {raw}")
+    ), broke("CalendarViewItems._elem_to_obj", f"the raw times read are {item.raw}")
     assert item.subject == "Board" and item.id == "AAMk1", broke(
-        "CalendarViewItems._elem_to_obj", "exchangelib no longer makes the CalendarItem"
+        "CalendarViewItems._elem_to_obj", "exchangelib no longer hands each item element"
     )
 
 

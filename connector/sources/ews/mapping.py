@@ -1,27 +1,133 @@
-"""exchangelib calendar items as EventRecords.
+"""EWS calendar items as EventRecords.
 
 Nothing after a source knows exchangelib: the pipeline sees EventRecords only.
-Instants are read from the raw EWS text (kept by protocol.CalendarViewItems)
-rather than from exchangelib's objects, which lose an all-day event's day when
-the clocks change on its last day; every instant leaves here in UTC, every
-all-day event as plain dates of the mailbox's zone.
+The items of a calendar view are read here straight from FindItem's XML
+(``found_item``), not through exchangelib's CalendarItem objects: building those
+cost more than half of a room's refresh, for the eighteen properties a record
+needs. Instants are read from the raw EWS text, not as exchangelib reads them
+(it loses an all-day event's day when the clocks change on its last day); every
+instant leaves here in UTC, every all-day event as plain dates of the mailbox's
+zone. GetItem's items (the bodies) are exchangelib's (``with_body``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+import logging
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from exchangelib.util import TNS
 from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
 
 from connector.core.records import EventRecord
 
+log = logging.getLogger(__name__)
+
 # An item's raw Start and End (EWS text) and its start and end zones, when known.
 RawTimes = tuple[str | None, str | None, ZoneInfo | None, ZoneInfo | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FoundItem:
+    """One item of a calendar view as FindItem's XML gave it: what a record needs."""
+
+    id: str
+    changekey: str
+    raw: RawTimes
+    uid: str = ""
+    subject: str = ""
+    location: str = ""
+    sensitivity: str = "Normal"
+    importance: str = "Normal"
+    free_busy: str = "Busy"
+    item_type: str = ""  # CalendarItemType: Single, Occurrence, Exception, RecurringMaster
+    is_all_day: bool = False
+    is_cancelled: bool = False
+    is_draft: bool = False
+    is_meeting: bool = False
+    is_recurring: bool = False
+    original_start: dt.datetime | None = None
+    last_modified: dt.datetime | None = None
+    organizer_name: str = ""
+    organizer_email: str = ""
+    categories: tuple[str, ...] = ()
+
+
+def _tag(name: str) -> str:
+    return f"{{{TNS}}}{name}"
+
+
+# FindItem's element of each text property (the types namespace), by FoundItem field.
+_TEXTS = {
+    "uid": _tag("UID"),
+    "subject": _tag("Subject"),
+    "location": _tag("Location"),
+    "sensitivity": _tag("Sensitivity"),
+    "importance": _tag("Importance"),
+    "free_busy": _tag("LegacyFreeBusyStatus"),
+    "item_type": _tag("CalendarItemType"),
+}
+_FLAGS = {
+    "is_all_day": _tag("IsAllDayEvent"),
+    "is_cancelled": _tag("IsCancelled"),
+    "is_draft": _tag("IsDraft"),
+    "is_meeting": _tag("IsMeeting"),
+    "is_recurring": _tag("IsRecurring"),
+}
+_TRUE = ("true", "1", "on")  # xs:boolean (and exchangelib's "on")
+
+
+def found_item(elem: Any) -> FoundItem | None:
+    """The FoundItem of one item element of a FindItem answer (lxml); None without an id.
+
+    Exchange leaves out a property that has no value: each then takes its default,
+    as exchangelib's fields do (Normal, Busy, not all day). The zones are read as
+    ids (a customized zone, "tzone://Microsoft/Custom", is no zone: None).
+    """
+    item_id = elem.find(_tag("ItemId"))
+    if item_id is None or not item_id.get("Id"):
+        return None
+    values: dict[str, Any] = {}
+    for name, tag in _TEXTS.items():
+        text = elem.findtext(tag)
+        if text:
+            values[name] = text
+    for name, tag in _FLAGS.items():
+        text = elem.findtext(tag)
+        if text:
+            values[name] = text.strip().lower() in _TRUE
+    zones = []
+    for name in ("StartTimeZone", "EndTimeZone"):
+        child = elem.find(_tag(name))
+        zones.append(zone_of(child.get("Id") or child.get("Name")) if child is not None else None)
+    raw: RawTimes = (elem.findtext(_tag("Start")), elem.findtext(_tag("End")), *zones)
+    for name, tag in (("original_start", "OriginalStart"), ("last_modified", "LastModifiedTime")):
+        try:
+            instant = raw_instant(elem.findtext(_tag(tag)))
+            # In whole seconds: an occurrence's identity must not change with the precision
+            # a server writes it in.
+            values[name] = instant.replace(microsecond=0) if instant else None
+        except ValueError:
+            log.warning("Exchange sent an unreadable %s: %r", tag, elem.findtext(_tag(tag)))
+    mailbox = elem.find(f"{_tag('Organizer')}/{_tag('Mailbox')}")
+    if mailbox is not None:
+        values["organizer_name"], values["organizer_email"] = _person(
+            mailbox.findtext(_tag("Name")),
+            mailbox.findtext(_tag("EmailAddress")),
+            mailbox.findtext(_tag("RoutingType")),
+        )
+    categories = elem.find(_tag("Categories"))
+    if categories is not None:
+        values["categories"] = tuple(
+            string.text for string in categories.iterfind(_tag("String")) if string.text
+        )
+    return FoundItem(
+        id=item_id.get("Id"), changekey=item_id.get("ChangeKey") or "", raw=raw, **values
+    )
 
 
 def zone_of(ms_id: str | None) -> ZoneInfo | None:
@@ -58,48 +164,53 @@ def local_date(instant: dt.datetime, zone: Any) -> dt.date:
     return dt.date(local.year, local.month, local.day)  # a plain date, not exchangelib's
 
 
-def record(item: Any, raw: RawTimes, resource: str) -> EventRecord:
-    """The EventRecord of one CalendarItem of a calendar view, read in ``resource``."""
+def record(item: FoundItem, resource: str) -> EventRecord | None:
+    """The EventRecord of one item of a calendar view, read in ``resource``.
+
+    None for an item without a readable start and end: it has no place in a calendar.
+    """
     start: dt.datetime | dt.date
     end: dt.datetime | dt.date
-    raw_start, raw_end = raw_instant(raw[0]), raw_instant(raw[1])
-    start_zone = raw[2]
-    if item.is_all_day and raw_start is not None and raw_end is not None:
+    try:
+        raw_start, raw_end = raw_instant(item.raw[0]), raw_instant(item.raw[1])
+    except ValueError:
+        raw_start = raw_end = None
+    if raw_start is None or raw_end is None:
+        log.warning("Exchange sent item %s without a readable start and end", item.id)
+        return None
+    start_zone = item.raw[2]
+    if item.is_all_day:
         start = local_date(raw_start, start_zone)
-        end = local_date(raw_end, raw[3] or start_zone)
+        end = local_date(raw_end, item.raw[3] or start_zone)
         if end <= start:
             end = start + dt.timedelta(days=1)
     else:
-        start = raw_start or utc(item.start)
-        end = raw_end or utc(item.end)
-    recurring = bool(item.is_recurring) or item.type in ("Occurrence", "Exception")
+        start, end = raw_start, raw_end
+    recurring = item.is_recurring or item.item_type in ("Occurrence", "Exception")
     occurrence_id = ""
     if recurring:
         # The occurrence's original start in UTC, as the Graph source names it too.
-        original = item.original_start or raw_start
-        if isinstance(original, dt.datetime):
-            occurrence_id = utc(original).isoformat()
-    name, email = organizer(item.organizer)
+        occurrence_id = (item.original_start or raw_start).isoformat()
     return EventRecord(
         uid=item.uid or item.id,
         occurrence_id=occurrence_id,
         resource=resource,
-        subject=item.subject or "",
+        subject=item.subject,
         start=start,
         end=end,
-        all_day=bool(item.is_all_day),
-        location=item.location or "",
-        organizer_name=name,
-        organizer_email=email,
-        sensitivity=item.sensitivity or "Normal",
-        importance=item.importance or "Normal",
-        free_busy=item.legacy_free_busy_status or "Busy",
-        is_cancelled=bool(item.is_cancelled),
-        is_draft=bool(item.is_draft),
-        is_meeting=bool(item.is_meeting),
+        all_day=item.is_all_day,
+        location=item.location,
+        organizer_name=item.organizer_name,
+        organizer_email=item.organizer_email,
+        sensitivity=item.sensitivity,
+        importance=item.importance,
+        free_busy=item.free_busy,
+        is_cancelled=item.is_cancelled,
+        is_draft=item.is_draft,
+        is_meeting=item.is_meeting,
         is_recurring=recurring,
-        categories=tuple(item.categories or ()),
-        last_modified=utc(item.last_modified_time) if item.last_modified_time else None,
+        categories=item.categories,
+        last_modified=item.last_modified,
     )
 
 
@@ -125,14 +236,18 @@ def with_body(found: EventRecord, item: Any, body_field: str) -> EventRecord:
 
 
 def organizer(mailbox: Any) -> tuple[str, str]:
-    """Name and SMTP address; X500 (EX) addresses, as FindItem may give, are no address."""
+    """Name and SMTP address of an exchangelib Mailbox (GetItem's organizer)."""
     if mailbox is None:
         return "", ""
-    address = mailbox.email_address or ""
-    routing = (mailbox.routing_type or "SMTP").upper()
-    if routing != "SMTP" or "@" not in address:
+    return _person(mailbox.name, mailbox.email_address, mailbox.routing_type)
+
+
+def _person(name: str | None, address: str | None, routing: str | None) -> tuple[str, str]:
+    """Name and SMTP address; X500 (EX) addresses, as FindItem may give, are no address."""
+    address = address or ""
+    if (routing or "SMTP").upper() != "SMTP" or "@" not in address:
         address = ""
-    return mailbox.name or "", address
+    return name or "", address
 
 
 def html_to_text(markup: str) -> str:

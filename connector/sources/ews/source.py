@@ -34,7 +34,7 @@ from connector.models import Calendar, Server
 from connector.models.servers import EXCHANGE_ONLINE_EWS_HOSTS
 from connector.sources.ews import autodiscover, mapping, pool, protocol, version
 from connector.sources.ews.errors import ErrorContext, source_error
-from connector.sources.ews.mapping import RawTimes
+from connector.sources.ews.mapping import FoundItem
 from connector.sources.ews.pool import Connection, Credential
 
 log = logging.getLogger(__name__)
@@ -283,18 +283,19 @@ class EwsSource:
         items = self._view(account, folder, window.start, window.end, splits=0)
         records = []
         seen: set[str] = set()
-        for item, raw in items:
+        for item in items:
             if item.id in seen:  # an event across a split point is in both halves
                 continue
             seen.add(item.id)
-            record = mapping.record(item, raw, resource or account.primary_smtp_address)
-            records.append((record, (item.id, item.changekey)))
+            record = mapping.record(item, resource or account.primary_smtp_address)
+            if record is not None:
+                records.append((record, (item.id, item.changekey)))
         EXCHANGE_REQUESTS.labels(upstream=self.server.server_id, outcome="ok").inc()
         return records
 
     def _view(
         self, account: Account, folder: Any, start: dt.datetime, end: dt.datetime, splits: int
-    ) -> list[tuple[Any, RawTimes]]:
+    ) -> list[FoundItem]:
         """The items of one CalendarView; halves of it when Exchange will not give it whole.
 
         A CalendarView cannot be paged: a room holding more events than the server's
@@ -325,7 +326,7 @@ class EwsSource:
 
     def _halves(
         self, account: Account, folder: Any, start: dt.datetime, end: dt.datetime, splits: int
-    ) -> list[tuple[Any, RawTimes]]:
+    ) -> list[FoundItem]:
         middle = start + (end - start) / 2
         return self._view(account, folder, start, middle, splits + 1) + self._view(
             account, folder, middle, end, splits + 1

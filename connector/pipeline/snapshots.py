@@ -29,8 +29,10 @@ def save_snapshot(calendar: Calendar, result: BuildResult) -> tuple[Snapshot, bo
     """
     etag = etag_of(result.ics)
     stale_rooms = [room.as_json() for room in result.stale_rooms]
+    # The stored body is never read here: its ETag tells whether the content changed.
+    stored = Snapshot.objects.select_for_update().only("generated", "etag")
     with transaction.atomic():
-        current = Snapshot.objects.select_for_update().filter(calendar=calendar).first()
+        current = stored.filter(calendar=calendar).first()
         if current is None:
             try:
                 with transaction.atomic():
@@ -46,7 +48,7 @@ def save_snapshot(calendar: Calendar, result: BuildResult) -> tuple[Snapshot, bo
                 return snapshot, True
             except IntegrityError:
                 # Another process created it between our read and our insert.
-                current = Snapshot.objects.select_for_update().get(calendar=calendar)
+                current = stored.get(calendar=calendar)
         if current.generated > result.generated:
             return current, False
         changed = current.etag != etag

@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -36,6 +36,11 @@ LEASE = dt.timedelta(seconds=15)
 RENEW_EVERY = LEASE.total_seconds() / 3
 # How often a request waiting for another's refresh looks again (seconds).
 WAIT_POLL = 0.1
+# Calendars per statement when many are claimed or released at once (SQLite's older
+# builds take at most 999 parameters).
+BATCH = 500
+
+_claiming = threading.Lock()
 
 
 def _start_time(pid: int) -> str:
@@ -85,20 +90,73 @@ def status_pk(calendar: Calendar) -> int:
     return status.pk
 
 
+def status_pks(calendars: Sequence[Calendar]) -> dict[int, int]:
+    """Each calendar's RefreshStatus pk (by calendar pk), made where missing: two queries."""
+    wanted = [calendar.pk for calendar in calendars]
+    found = _status_pks(wanted)
+    missing = [pk for pk in wanted if pk not in found]
+    if missing:
+        RefreshStatus.objects.bulk_create(
+            [RefreshStatus(calendar_id=pk) for pk in missing], ignore_conflicts=True
+        )
+        found.update(_status_pks(missing))
+    return found
+
+
+def _status_pks(calendar_pks: list[int]) -> dict[int, int]:
+    found: dict[int, int] = {}
+    for start in range(0, len(calendar_pks), BATCH):
+        found.update(
+            RefreshStatus.objects.filter(calendar_id__in=calendar_pks[start : start + BATCH])
+            .values_list("calendar_id", "pk")
+            .iterator()
+        )
+    return found
+
+
 def claim(calendar: Calendar, *, now: dt.datetime) -> bool:
     """Take the calendar for a refresh unless a live process holds it; exactly one winner."""
-    pk = status_pk(calendar)
+    return bool(claim_all([calendar], now=now))
+
+
+def claim_all(calendars: Sequence[Calendar], *, now: dt.datetime) -> dict[int, int]:
+    """Take each calendar a live process does not hold: ``{calendar pk: status pk}`` of those.
+
+    One conditional UPDATE for them all (each row changes for exactly one claimant,
+    in any number of processes); then a claim whose owner is gone is taken over,
+    calendar by calendar.
+    """
+    pks = status_pks(calendars)
     me = owner()
     until = now + LEASE
-    taken = (
-        RefreshStatus.objects.filter(pk=pk)
-        .filter(Q(refreshing_until__isnull=True) | Q(refreshing_until__lt=now))
-        .update(refreshing_until=until, refreshing_by=me)
-    )
-    if taken == 1:
-        return True
+    free = Q(refreshing_until__isnull=True) | Q(refreshing_until__lt=now)
+    statuses = list(pks.values())
+    taken: set[int] = set()
+    with _claiming:  # this process's rows with this ``until`` are this call's
+        for start in range(0, len(statuses), BATCH):
+            chunk = statuses[start : start + BATCH]
+            RefreshStatus.objects.filter(free, pk__in=chunk).update(
+                refreshing_until=until, refreshing_by=me
+            )
+            taken.update(
+                RefreshStatus.objects.filter(
+                    pk__in=chunk, refreshing_by=me, refreshing_until=until
+                ).values_list("pk", flat=True)
+            )
+    claimed = {}
+    for calendar in calendars:
+        pk = pks[calendar.pk]
+        if pk in taken or _take_over(calendar, pk, me, until):
+            claimed[calendar.pk] = pk
+    return claimed
+
+
+def _take_over(calendar: Calendar, pk: int, me: str, until: dt.datetime) -> bool:
+    """Take a claim whose owner is gone (a killed worker); False while it lives."""
     held = RefreshStatus.objects.filter(pk=pk).values("refreshing_by", "refreshing_until").first()
-    if held is None or not owner_is_gone(held["refreshing_by"]):
+    if held is None or held["refreshing_until"] is None:
+        return False
+    if not owner_is_gone(held["refreshing_by"]):
         return False
     log.info("taking over the refresh claim of %s from %s", calendar, held["refreshing_by"])
     return (
@@ -108,9 +166,17 @@ def claim(calendar: Calendar, *, now: dt.datetime) -> bool:
 
 
 def release(calendar: Calendar) -> None:
-    RefreshStatus.objects.filter(calendar=calendar, refreshing_by=owner()).update(
-        refreshing_until=None, refreshing_by=""
-    )
+    release_all([calendar])
+
+
+def release_all(calendars: Sequence[Calendar]) -> None:
+    """Let go of this process's claims of the calendars (one UPDATE per BATCH)."""
+    pks = [calendar.pk for calendar in calendars]
+    me = owner()
+    for start in range(0, len(pks), BATCH):
+        RefreshStatus.objects.filter(
+            calendar_id__in=pks[start : start + BATCH], refreshing_by=me
+        ).update(refreshing_until=None, refreshing_by="")
 
 
 def is_claimed(calendar: Calendar, now: dt.datetime) -> bool:

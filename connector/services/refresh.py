@@ -26,14 +26,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.db import connections
-from django.db.models import F
+from django.db import connections, transaction
+from django.db.models import F, prefetch_related_objects
 from django.utils import timezone
 
 from connector.core import metrics
 from connector.core.errors import SourceError
 from connector.core.records import EventRecord, Window
-from connector.models import Calendar, RefreshStatus
+from connector.models import Calendar, RefreshStatus, Server
 from connector.pipeline.build import (
     Source,
     StaleRoom,
@@ -44,7 +44,7 @@ from connector.pipeline.build import (
 from connector.pipeline.room_events import RoomRead, last_good, remember
 from connector.pipeline.rooms import RoomAnswer, RoomJob, iter_rooms
 from connector.pipeline.snapshots import save_snapshot
-from connector.services.claims import claim, kept, release, status_pk, wait_for_release
+from connector.services.claims import claim_all, kept, release_all, status_pk, wait_for_release
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +119,16 @@ def _internal_error(exc: BaseException) -> SourceError:
 # --- recording outcomes -------------------------------------------------------------
 
 
-def record(calendar: Calendar, outcome: RefreshOutcome, *, now: dt.datetime) -> None:
-    """Write the outcome beside the snapshot (one short UPDATE) and count it."""
+def record(
+    calendar: Calendar, outcome: RefreshOutcome, *, now: dt.datetime, status: int | None = None
+) -> None:
+    """Write the outcome beside the snapshot (one short UPDATE) and count it.
+
+    ``status`` is the calendar's RefreshStatus pk when the caller knows it.
+    """
     if outcome.skipped:
         return
-    pk = status_pk(calendar)
+    pk = status if status is not None else status_pk(calendar)
     finished = now + dt.timedelta(seconds=outcome.duration)
     fields: dict[str, object] = {"last_attempt": now, "last_duration": outcome.duration}
     if outcome.ok:
@@ -139,6 +144,23 @@ def record(calendar: Calendar, outcome: RefreshOutcome, *, now: dt.datetime) -> 
     RefreshStatus.objects.filter(pk=pk).update(**fields)
     metrics.REFRESHES.labels(outcome="ok" if outcome.ok else "failed").inc()
     metrics.REFRESH_DURATION.observe(outcome.duration)
+
+
+def _record_all(
+    claimed: dict[int, int],
+    calendars: list[Calendar],
+    done: dict[int, RefreshOutcome],
+    now: dt.datetime,
+) -> None:
+    """Record the round's outcomes in one transaction (one commit, not one per calendar)."""
+    try:
+        with transaction.atomic():
+            for calendar in calendars:
+                outcome = done.get(calendar.pk)
+                if outcome is not None:
+                    record(calendar, outcome, now=now, status=claimed[calendar.pk])
+    except Exception:
+        log.exception("could not record the outcomes of a refresh round")
 
 
 def _failure(calendar: Calendar, error: SourceError, started: float) -> RefreshOutcome:
@@ -172,13 +194,14 @@ def _run_round(
     started = time.monotonic()
     rooms: dict[RoomKey, _Room] = {}
     plans: dict[int, list[tuple[str, RoomKey]]] = {}
-    claimed: list[Calendar] = []
+    _load_for_round(calendars)
+    claimed = claim_all(calendars, now=timezone.now())
+    mine = [calendar for calendar in calendars if calendar.pk in claimed]
     try:
         for calendar in calendars:
-            if not claim(calendar, now=timezone.now()):
+            if calendar.pk not in claimed:
                 done[calendar.pk] = RefreshOutcome(calendar.calendar_id, ok=False, skipped=True)
                 continue
-            claimed.append(calendar)
             try:
                 source = source_for(calendar)
             except SourceError as exc:
@@ -202,17 +225,24 @@ def _run_round(
                         source, calendar.server_id, resource, window, calendar.include_body
                     )
 
-        with kept(claimed):
-            _read_and_rebuild(claimed, plans, rooms, now, started, done)
+        with kept(mine):
+            _read_and_rebuild(mine, plans, rooms, now, started, done)
     finally:
-        for calendar in claimed:
-            outcome = done.get(calendar.pk)
-            if outcome is not None:
-                try:
-                    record(calendar, outcome, now=now)
-                except Exception:
-                    log.exception("could not record the refresh of %s", calendar.calendar_id)
-            release(calendar)
+        _record_all(claimed, mine, done, now)
+        release_all(mine)
+
+
+def _load_for_round(calendars: list[Calendar]) -> None:
+    """Load what the round reads of each calendar, a query per relation for them all.
+
+    Calendars of one server share one Server (its credentials read and decrypted once);
+    rooms, filters and alarms come with one query each instead of one per calendar.
+    """
+    servers: dict[int, Server] = {}
+    for calendar in calendars:
+        calendar.server = servers.setdefault(calendar.server_id, calendar.server)
+    prefetch_related_objects(list(servers.values()), "service_account", "app_registration")
+    prefetch_related_objects(calendars, "resources", "filter", "alarms")
 
 
 def _read_and_rebuild(

@@ -39,11 +39,11 @@ from exchangelib.credentials import BaseOAuth2Credentials
 from exchangelib.ewsdatetime import UTC as EWS_UTC
 from exchangelib.ewsdatetime import EWSDateTime
 from exchangelib.items import CalendarItem
-from exchangelib.properties import CalendarView, DistinguishedFolderId
+from exchangelib.properties import CalendarView, DistinguishedFolderId, Mailbox
 from exchangelib.protocol import FaultTolerance, Protocol, RetryPolicy
 from exchangelib.services import ConvertId, FindItem, GetItem
 from exchangelib.services.common import EWSPagingService, EWSService
-from exchangelib.util import create_element, to_xml
+from exchangelib.util import create_element, to_xml, xml_to_str
 from exchangelib.version import Build, Version
 from exchangelib.winzone import MS_TIMEZONE_TO_IANA_MAP
 
@@ -137,6 +137,7 @@ def test_the_overrides_are_all_found() -> None:
         ("OwnCalendarId", "clean"),
         ("SchemaOfTheServer", "_timezone"),
         ("CalendarViewItems", "_elem_to_obj"),
+        ("CalendarViewItems", "get_payload"),
         ("CalendarViewItems", "_get_paging_values"),
         ("CalendarViewItems", "WARNINGS_TO_IGNORE_IN_RESPONSE"),
         ("MsalCredentials", "access_token"),
@@ -393,6 +394,35 @@ def test_a_calendar_view_page_is_read_through_exchangelib_s_own_calls(
     assert item.subject == "Board" and item.id == "AAMk1", broke(
         "CalendarViewItems._elem_to_obj", "exchangelib no longer hands each item element"
     )
+
+
+@pytest.mark.parametrize("build", [Build(8, 0), Build(14, 3), Build(15, 1)])
+def test_the_request_is_exchangelib_s_own_with_the_item_shape_built_once(
+    build: Build, account_of: Any
+) -> None:
+    account = account_of(build)
+    start = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+    fields = protocol.find_fields(Version(build=build))
+
+    def payload(service_class: type, room: str) -> str:
+        service = service_class(account=account)
+        folder = DistinguishedFolderId(id="calendar", mailbox=Mailbox(email_address=room))
+        view = CalendarView(start=start, end=start + dt.timedelta(days=1))
+        arguments = protocol.find_item_arguments(folder, view, fields)
+        del arguments["max_items"]
+        arguments["page_size"] = service.page_size
+        return xml_to_str(service.get_payload(**arguments))
+
+    for room in ("room-1@example.com", "room-2@example.com", "room-1@example.com"):
+        ours = payload(protocol.CalendarViewItems, room)
+        assert ours == payload(FindItem, room), broke(
+            "CalendarViewItems.get_payload", "the FindItem request differs from exchangelib's"
+        )
+        assert room in ours, broke("CalendarViewItems.get_payload", "no room asked for")
+        if build >= Build(14, 0):
+            assert "calendar:StartTimeZone" in ours, broke(
+                "CalendarViewItems.get_payload", "the zones are not asked for"
+            )
 
 
 def test_the_fields_asked_for_are_calendar_item_fields() -> None:

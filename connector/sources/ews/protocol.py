@@ -25,6 +25,9 @@ What it relies on, as of exchangelib 5.5.1 to 5.6.0:
   TimeZoneContext header, and ``EWSService._get_soap_parts(response)``, which
   parses ``response.iter_content()`` and touches nothing else of the response
   (SchemaOfTheServer).
+- ``FindItem.get_payload`` and its parameters, whose first child is the ItemShape that
+  ``services.common.shape_element`` builds (CalendarViewItems builds it once per
+  version and copies it);
 - ``FindItem._elem_to_obj(elem)``, called by ``_elems_to_objs`` for each item;
   ``EWSService.WARNINGS_TO_IGNORE_IN_RESPONSE``, the warnings whose message still
   carries its items; ``EWSPagingService._get_paging_values(elem)``, called by
@@ -71,6 +74,7 @@ version by it); ``exchangelib.winzone.MS_TIMEZONE_TO_IANA_MAP`` maps Windows zon
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
 import threading
@@ -97,8 +101,9 @@ from exchangelib.items import ID_ONLY, SHALLOW, CalendarItem
 from exchangelib.properties import CalendarView, DistinguishedFolderId
 from exchangelib.protocol import BaseProtocol, FaultTolerance, Protocol
 from exchangelib.services import ConvertId, FindItem, GetItem
+from exchangelib.services.common import shape_element
 from exchangelib.transport import GSSAPI
-from exchangelib.util import is_xml
+from exchangelib.util import MNS, is_xml
 from exchangelib.version import EXCHANGE_2010, Version
 
 from connector.core import budget
@@ -280,10 +285,65 @@ class CalendarViewItems(SchemaOfTheServer, FindItem):
         # "tzone://Microsoft/Custom"), and a tenth of exchangelib's cost.
         return found_item(elem)
 
+    def get_payload(
+        self,
+        folders: Any,
+        additional_fields: Any,
+        restriction: Any,
+        order_fields: Any,
+        query_string: Any,
+        shape: Any,
+        depth: Any,
+        calendar_view: Any,
+        page_size: Any,
+        offset: int = 0,
+    ) -> Any:
+        """exchangelib's FindItem payload, with an ItemShape copied from one built once.
+
+        The shape (some twenty FieldURIs) is the same for every room of a server;
+        exchangelib builds it anew, through its field classes, for every request, and
+        that cost a tenth of a room's refresh.
+        """
+        payload = super().get_payload(
+            folders,
+            None,
+            restriction,
+            order_fields,
+            query_string,
+            shape,
+            depth,
+            calendar_view,
+            page_size,
+            offset,
+        )
+        if additional_fields:
+            version = self.account.version
+            paths = (field.path for field in additional_fields)
+            key = (shape, version.api_version, str(version.build), *paths)
+            with _shapes_lock:
+                built = _shapes.get(key)
+            if built is None:
+                built = shape_element(
+                    tag="m:ItemShape",
+                    shape=shape,
+                    additional_fields=additional_fields,
+                    version=version,
+                )
+                with _shapes_lock:
+                    _shapes[key] = built
+            plain = payload.find(f"{{{MNS}}}ItemShape")
+            payload.replace(plain, copy.deepcopy(built))
+        return payload
+
     def _get_paging_values(self, elem: Any) -> tuple[int, None]:  # type: ignore[override]
         if (elem.get("IncludesLastItemInRange") or "true").lower() == "false":
             self.truncated = True
         return int(elem.get("TotalItemsInView") or 0), None
+
+
+# ItemShapes built by CalendarViewItems.get_payload, by shape, version and fields.
+_shapes: dict[tuple[str, ...], Any] = {}
+_shapes_lock = threading.Lock()
 
 
 class ItemsWithBodies(SchemaOfTheServer, GetItem):

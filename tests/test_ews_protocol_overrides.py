@@ -397,28 +397,42 @@ def test_a_calendar_view_page_is_read_through_exchangelib_s_own_calls(
 
 
 @pytest.mark.parametrize("build", [Build(8, 0), Build(14, 3), Build(15, 1)])
-def test_the_request_is_exchangelib_s_own_with_the_item_shape_built_once(
+def test_each_request_is_exchangelib_s_own_for_its_room_and_window(
     build: Build, account_of: Any
 ) -> None:
     account = account_of(build)
-    start = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
     fields = protocol.find_fields(Version(build=build))
 
-    def payload(service_class: type, room: str) -> str:
+    def payload(service_class: type, folder: Any, start: dt.datetime) -> str:
         service = service_class(account=account)
-        folder = DistinguishedFolderId(id="calendar", mailbox=Mailbox(email_address=room))
-        view = CalendarView(start=start, end=start + dt.timedelta(days=1))
+        view = CalendarView(start=start, end=start + dt.timedelta(days=1, seconds=1))
         arguments = protocol.find_item_arguments(folder, view, fields)
         del arguments["max_items"]
         arguments["page_size"] = service.page_size
+        # As exchangelib's paging passes them: the keys of a dict.
+        arguments["folders"] = dict.fromkeys(arguments["folders"]).keys()
         return xml_to_str(service.get_payload(**arguments))
 
-    for room in ("room-1@example.com", "room-2@example.com", "room-1@example.com"):
-        ours = payload(protocol.CalendarViewItems, room)
-        assert ours == payload(FindItem, room), broke(
+    def room(address: str) -> DistinguishedFolderId:
+        return DistinguishedFolderId(id="calendar", mailbox=Mailbox(email_address=address))
+
+    first = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+    requests = [
+        (room("room-1@example.com"), first),
+        (room("room-2@example.com"), first + dt.timedelta(hours=5)),
+        (room("room-1@example.com"), first + dt.timedelta(days=40)),
+        (protocol.OwnCalendarId(id="calendar"), first),
+        (protocol.OwnCalendarId(id="calendar"), first + dt.timedelta(days=1)),
+    ]
+    for folder, start in requests:
+        ours = payload(protocol.CalendarViewItems, folder, start)
+        assert ours == payload(FindItem, folder, start), broke(
             "CalendarViewItems.get_payload", "the FindItem request differs from exchangelib's"
         )
-        assert room in ours, broke("CalendarViewItems.get_payload", "no room asked for")
+        if folder.mailbox is not None:
+            assert folder.mailbox.email_address in ours, broke(
+                "CalendarViewItems.get_payload", "the room is not asked for"
+            )
         if build >= Build(14, 0):
             assert "calendar:StartTimeZone" in ours, broke(
                 "CalendarViewItems.get_payload", "the zones are not asked for"

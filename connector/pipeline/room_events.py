@@ -179,10 +179,16 @@ def remember(reads: Iterable[RoomRead], now: dt.datetime) -> None:
     if changed:
         fresh = ["records", "digest", "window_start", "window_end", "fetched_at"]
         RoomEvents.objects.bulk_update(changed, fresh + errors, batch_size=200)
-    if unchanged:
-        RoomEvents.objects.bulk_update(
-            unchanged, ["window_start", "window_end", "fetched_at"], batch_size=500
-        )
+    # Unchanged rooms (the usual case) only had their window and time moved, the same
+    # for most rooms of a round: one UPDATE per window, not bulk_update's CASE per row.
+    by_window: dict[tuple[Any, Any], list[int]] = {}
+    for row in unchanged:
+        by_window.setdefault((row.window_start, row.window_end), []).append(row.pk)
+    for (start, end), pks in by_window.items():
+        for first in range(0, len(pks), 500):
+            RoomEvents.objects.filter(pk__in=pks[first : first + 500]).update(
+                window_start=start, window_end=end, fetched_at=now
+            )
     if failed:
         RoomEvents.objects.bulk_update(failed, errors, batch_size=500)
 

@@ -2,12 +2,15 @@
 
 A refresh round (and the console) hands ``fetch_rooms`` the rooms to read as
 ``RoomJob``s: a source, a room and a window. Rooms of one upstream (the same
-credentials: ``Source.upstream_key``) are read by at most that upstream's
-limit of threads at once: ``GRAPH_MAX_CONCURRENCY`` (4, Graph's limit per app
+credentials: ``Source.upstream_key``) have at most that upstream's limit of
+requests in flight: ``GRAPH_MAX_CONCURRENCY`` (4, Graph's limit per app
 registration) and ``EWS_MAX_CONCURRENCY`` (8 per account) by default, so a
 round of 1,000 rooms at 100 ms takes about 1,000 × 100 ms / limit instead of
-1,000 × 100 ms. The sources keep their own process-wide slots as well, so two
-rounds running at once in one process never exceed the limit together.
+1,000 × 100 ms. The EWS and Graph sources keep the limit with process-wide
+slots held while a request is in flight, so two rounds running at once in one
+process never exceed it together; twice as many threads read their rooms
+(``readers_for``), so that parsing an answer never leaves a slot idle. An
+iCalendar origin is read by at most ICS_CONCURRENCY threads.
 
 Each answer is the room's records or the ``SourceError`` that kept them from
 us; one failing room never stops the others. ``iter_rooms`` gives the answers
@@ -61,13 +64,26 @@ class RoomJob:
 
 
 def limit_for(upstream_key: str) -> int:
-    """How many rooms of this upstream may be read at once (the settings' per-upstream limits)."""
+    """How many requests of this upstream may be in flight (the settings' per-upstream limits)."""
     kind = upstream_key.partition(":")[0]
     if kind == "graph":
         return int(settings.GRAPH_MAX_CONCURRENCY)
     if kind == "ews":
         return int(settings.EWS_MAX_CONCURRENCY)
     return ICS_CONCURRENCY
+
+
+def readers_for(upstream_key: str) -> int:
+    """How many threads read this upstream's rooms.
+
+    EWS and Graph hold a place among their limit only while a request is in flight
+    (their process-wide slots), not while an answer is parsed into records: twice
+    the limit of threads keeps every place busy while answers are parsed. An
+    iCalendar origin has no slots of its own: its limit is its threads.
+    """
+    limit = limit_for(upstream_key)
+    kind = upstream_key.partition(":")[0]
+    return 2 * limit if kind in ("ews", "graph") else limit
 
 
 def internal_error(exc: BaseException) -> SourceError:
@@ -99,7 +115,7 @@ def read_room(job: RoomJob) -> RoomAnswer:
 def iter_rooms(
     jobs: Sequence[RoomJob],
     *,
-    limit: Callable[[str], int] = limit_for,
+    limit: Callable[[str], int] = readers_for,
 ) -> Iterator[tuple[int, RoomAnswer]]:
     """``(index in jobs, answer)`` for every job, in the order the answers arrive.
 
@@ -146,7 +162,7 @@ def iter_rooms(
 
 
 def fetch_rooms(
-    jobs: Sequence[RoomJob], *, limit: Callable[[str], int] = limit_for
+    jobs: Sequence[RoomJob], *, limit: Callable[[str], int] = readers_for
 ) -> list[RoomAnswer]:
     """Every job's answer, in the order of ``jobs``."""
     answers: list[RoomAnswer | None] = [None] * len(jobs)

@@ -53,6 +53,8 @@ RoomKey = tuple[str, str]  # (upstream key, lower-cased resource)
 # After a failed refresh, feed requests wait this long before they try Exchange again,
 # doubling with each failure up to the calendar's period (background rounds go on).
 FEED_RETRY_FIRST = dt.timedelta(seconds=10)
+# A round writes the last good events of the rooms that answered by this many at a time.
+KEEP_EVERY = 50
 
 
 @dataclass
@@ -268,27 +270,41 @@ def _read_and_rebuild(
         for key in wanted:
             waiting.setdefault(key, []).append(calendar)
     answers: dict[RoomKey, RoomAnswer] = {}
+    unkept: list[RoomKey] = []  # answered, their last good events not written yet
     try:
         for index, answer in iter_rooms(jobs):
             key = keys[index]
             answers[key] = answer
+            unkept.append(key)
             for calendar in waiting.get(key, []):
                 missing[calendar.pk] -= 1
                 if missing[calendar.pk] == 0:
                     done[calendar.pk] = _rebuild(
                         calendar, plans[calendar.pk], answers, now, started
                     )
+            if len(unkept) >= KEEP_EVERY:
+                # While the other rooms are read: the round's end waits for the last few only.
+                _keep(unkept, rooms, answers, now)
     finally:
-        try:
-            remember(
-                (
-                    RoomRead(rooms[key].server_id, rooms[key].resource, answer, rooms[key].window)
-                    for key, answer in answers.items()
-                ),
-                now,
-            )
-        except Exception:
-            log.exception("could not keep the rooms' last good events")
+        _keep(unkept, rooms, answers, now)
+
+
+def _keep(
+    keys: list[RoomKey],
+    rooms: dict[RoomKey, _Room],
+    answers: dict[RoomKey, RoomAnswer],
+    now: dt.datetime,
+) -> None:
+    """Write the rooms' last good events (connector.pipeline.room_events); empties ``keys``."""
+    reads = [
+        RoomRead(rooms[key].server_id, rooms[key].resource, answers[key], rooms[key].window)
+        for key in keys
+    ]
+    keys.clear()
+    try:
+        remember(reads, now)
+    except Exception:
+        log.exception("could not keep the rooms' last good events")
 
 
 def _rebuild(

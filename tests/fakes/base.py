@@ -171,8 +171,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         fake.record(request)
-        if fake.faults.latency:
-            time.sleep(fake.faults.latency)
         status = fake.faults.take_status()
         if status is not None:
             response = Response(status=status, body=f"injected {status}")
@@ -182,6 +180,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             except Exception as exc:  # a bug in the fake: answer 500 and say so
                 response = Response(status=500, body=f"fake server error: {exc!r}")
         payload = response.encoded()
+        if fake.faults.latency:
+            # The answer leaves ``latency`` after the request came, however long the fake
+            # took to make it: the latency of an Exchange, not the fake's own cost on top.
+            time.sleep(max(0.0, request.received + fake.faults.latency - time.monotonic()))
         self.send_response(response.status)
         headers = {"Content-Type": response.content_type, **response.headers}
         for name, value in headers.items():

@@ -25,9 +25,10 @@ What it relies on, as of exchangelib 5.5.1 to 5.6.0:
   TimeZoneContext header, and ``EWSService._get_soap_parts(response)``, which
   parses ``response.iter_content()`` and touches nothing else of the response
   (SchemaOfTheServer).
-- ``FindItem.get_payload`` and its parameters, whose first child is the ItemShape that
-  ``services.common.shape_element`` builds (CalendarViewItems builds it once per
-  version and copies it);
+- ``FindItem.get_payload`` and its parameters, and the payload it makes: a
+  CalendarView whose StartDate and EndDate are ``util.value_to_xml_text`` of the
+  view's instants, and ParentFolderIds holding the DistinguishedFolderId and its
+  Mailbox (CalendarViewItems copies the first payload of each kind);
 - ``FindItem._elem_to_obj(elem)``, called by ``_elems_to_objs`` for each item;
   ``EWSService.WARNINGS_TO_IGNORE_IN_RESPONSE``, the warnings whose message still
   carries its items; ``EWSPagingService._get_paging_values(elem)``, called by
@@ -54,7 +55,8 @@ What it relies on, as of exchangelib 5.5.1 to 5.6.0:
   ``generate_request_header``, ``handle_response`` and ``context``, checked by
   tests/test_kerberos.py).
 - ``BaseProtocol.HTTP_ADAPTER_CLS``, the adapter class mounted on each session
-  (TrustedAdapter: the trusted CAs of connector/core/tls.py).
+  (ExchangeAdapter: the trusted CAs of connector/core/tls.py, and a place among the
+  account's requests in flight for each request: slots.py).
 - ``EWSDateTime.from_string(date_string)``, the classmethod DateTimeField.from_xml
   reads every instant with: replaced by one that reads ``...Z`` instants without
   ``strptime`` (its lock serialised the rooms read at once) and hands anything else
@@ -76,6 +78,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -101,15 +104,14 @@ from exchangelib.items import ID_ONLY, SHALLOW, CalendarItem
 from exchangelib.properties import CalendarView, DistinguishedFolderId
 from exchangelib.protocol import BaseProtocol, FaultTolerance, Protocol
 from exchangelib.services import ConvertId, FindItem, GetItem
-from exchangelib.services.common import shape_element
 from exchangelib.transport import GSSAPI
-from exchangelib.util import MNS, is_xml
+from exchangelib.util import MNS, TNS, is_xml, value_to_xml_text
 from exchangelib.version import EXCHANGE_2010, Version
 
 from connector.core import budget
 from connector.core.errors import SourceError
 from connector.core.tls import TrustedAdapter
-from connector.sources.ews import kerberos
+from connector.sources.ews import kerberos, slots
 from connector.sources.ews.errors import EwsHttpError
 from connector.sources.ews.mapping import FoundItem, found_item
 
@@ -224,18 +226,14 @@ class OwnCalendarId(DistinguishedFolderId):
         super(DistinguishedFolderId, self).clean(version=version)
 
 
-# Bytes handed to the XML parser at a time (see SchemaOfTheServer._get_soap_parts).
-READ_CHUNK = 64 * 1024
+class _Read:
+    """An answer read in full: ``iter_content()`` gives its bytes in one piece."""
 
-
-class _InChunks:
-    """A response whose ``iter_content()`` gives READ_CHUNK bytes at a time."""
-
-    def __init__(self, response: requests.Response) -> None:
-        self.response = response
+    def __init__(self, content: bytes) -> None:
+        self.content = content
 
     def iter_content(self) -> Iterator[bytes]:
-        return self.response.iter_content(chunk_size=READ_CHUNK)
+        return iter((self.content,))
 
 
 class SchemaOfTheServer:
@@ -245,9 +243,9 @@ class SchemaOfTheServer:
     version; a server validating the request against the 2007 schema refuses it. Every
     instant is asked and read in UTC anyway, so leaving it out changes nothing else.
 
-    The answer is read in chunks: exchangelib parses ``response.iter_content()``,
-    whose default chunk is one byte, a Python call per byte of XML, which made
-    reading the answer cost more than the rest of a room's refresh together.
+    The answer is read in full, its place among the account's requests in flight given
+    back (slots.py, ExchangeAdapter), and then parsed: exchangelib parses
+    ``response.iter_content()`` as it streams in, by default one byte a call.
     """
 
     protocol: Protocol
@@ -255,7 +253,10 @@ class SchemaOfTheServer:
 
     @classmethod
     def _get_soap_parts(cls, response: requests.Response) -> Any:
-        return super()._get_soap_parts(_InChunks(response))  # type: ignore[misc]
+        # The whole answer is read while the place is held; it is parsed after.
+        content = response.content
+        slots.leave()
+        return super()._get_soap_parts(_Read(content))  # type: ignore[misc]
 
     @property
     def _timezone(self) -> Any:
@@ -298,41 +299,38 @@ class CalendarViewItems(SchemaOfTheServer, FindItem):
         page_size: Any,
         offset: int = 0,
     ) -> Any:
-        """exchangelib's FindItem payload, with an ItemShape copied from one built once.
+        """exchangelib's FindItem payload, made once per kind of request and then copied.
 
-        The shape (some twenty FieldURIs) is the same for every room of a server;
-        exchangelib builds it anew, through its field classes, for every request, and
-        that cost a tenth of a room's refresh.
+        The payload of a room's calendar view differs from the next room's in the
+        mailbox and the window only; exchangelib builds it anew, through its field and
+        property classes, for every request, which cost a sixth of a room's read. The
+        first request of each kind (folder, version, fields) is exchangelib's own; the
+        next ones are a copy of it with their room and window written in.
         """
-        payload = super().get_payload(
-            folders,
-            None,
-            restriction,
-            order_fields,
-            query_string,
-            shape,
-            depth,
-            calendar_view,
-            page_size,
-            offset,
-        )
-        if additional_fields:
-            version = self.account.version
-            paths = (field.path for field in additional_fields)
-            key = (shape, version.api_version, str(version.build), *paths)
-            with _shapes_lock:
-                built = _shapes.get(key)
-            if built is None:
-                built = shape_element(
-                    tag="m:ItemShape",
-                    shape=shape,
-                    additional_fields=additional_fields,
-                    version=version,
-                )
-                with _shapes_lock:
-                    _shapes[key] = built
-            plain = payload.find(f"{{{MNS}}}ItemShape")
-            payload.replace(plain, copy.deepcopy(built))
+        arguments = (restriction, order_fields, query_string, shape, depth)
+        key = _payload_key(self.account.version, folders, additional_fields, calendar_view)
+        if key is None or any(arguments[:3]):
+            return super().get_payload(
+                folders, additional_fields, *arguments, calendar_view, page_size, offset
+            )
+        key += (shape, depth)
+        with _payloads_lock:
+            template = _payloads.get(key)
+        if template is None:
+            template = super().get_payload(
+                folders, additional_fields, *arguments, calendar_view, page_size, offset
+            )
+            with _payloads_lock:
+                _payloads[key] = template
+        payload = copy.deepcopy(template)
+        view = payload.find(f"{{{MNS}}}CalendarView")
+        for name, instant in (("StartDate", calendar_view.start), ("EndDate", calendar_view.end)):
+            if not isinstance(instant, EWSDateTime):
+                instant = EWSDateTime.from_datetime(instant)
+            view.set(name, value_to_xml_text(instant))
+        mailbox = next(iter(folders)).mailbox
+        if mailbox is not None:
+            payload.find(_ADDRESS_PATH).text = mailbox.email_address
         return payload
 
     def _get_paging_values(self, elem: Any) -> tuple[int, None]:  # type: ignore[override]
@@ -341,9 +339,40 @@ class CalendarViewItems(SchemaOfTheServer, FindItem):
         return int(elem.get("TotalItemsInView") or 0), None
 
 
-# ItemShapes built by CalendarViewItems.get_payload, by shape, version and fields.
-_shapes: dict[tuple[str, ...], Any] = {}
-_shapes_lock = threading.Lock()
+# FindItem payloads made by CalendarViewItems.get_payload, by kind of request (_payload_key).
+_payloads: dict[tuple[Any, ...], Any] = {}
+_payloads_lock = threading.Lock()
+_ADDRESS_PATH = "/".join(
+    (
+        f"{{{MNS}}}ParentFolderIds",
+        f"{{{TNS}}}DistinguishedFolderId",
+        f"{{{TNS}}}Mailbox",
+        f"{{{TNS}}}EmailAddress",
+    )
+)
+
+
+def _payload_key(
+    version: Version, folders: Any, fields: Any, view: CalendarView | None
+) -> tuple[Any, ...] | None:
+    """What a calendar view's payload depends on but its room and window; None: not one."""
+    folders = list(folders)  # exchangelib passes the keys of a dict
+    if view is None or len(folders) != 1 or not isinstance(folders[0], DistinguishedFolderId):
+        return None
+    folder = folders[0]
+    mailbox = folder.mailbox
+    if mailbox is not None and (mailbox.name or mailbox.item_id or not mailbox.email_address):
+        return None  # only a room named by its address has its payload copied
+    return (
+        type(folder).__name__,
+        folder.id,
+        folder.changekey,
+        None if mailbox is None else (mailbox.routing_type, mailbox.mailbox_type),
+        view.max_items,
+        version.api_version,
+        str(version.build),
+        *(field.path for field in fields or ()),
+    )
 
 
 class ItemsWithBodies(SchemaOfTheServer, GetItem):
@@ -380,12 +409,15 @@ def field(name: str) -> FieldPath:
 
 
 def find_fields(version: Version) -> list[FieldPath]:
-    fields = [field(name) for name in FIND_FIELDS]
     # All-day events come as UTC instants of the mailbox zone's midnights: its zone
     # turns them back into dates.
-    if version.build is None or version.build >= EXCHANGE_2010:
-        fields += [field(name) for name in ZONE_FIELDS]
-    return fields
+    with_zones = version.build is None or version.build >= EXCHANGE_2010
+    return list(_find_fields(with_zones))
+
+
+@functools.cache
+def _find_fields(with_zones: bool) -> tuple[FieldPath, ...]:
+    return tuple(field(name) for name in FIND_FIELDS + (ZONE_FIELDS if with_zones else ()))
 
 
 def find_item_arguments(folder: Any, view: CalendarView, fields: list[FieldPath]) -> dict[str, Any]:
@@ -445,8 +477,21 @@ def items_with_bodies(
 
 # -- TLS: the CAs of EXCHANGE_CA_BUNDLE, never REQUESTS_CA_BUNDLE (connector/core/tls.py) --
 
+class ExchangeAdapter(TrustedAdapter):
+    """The trusted CAs, and a place among the account's requests in flight (slots.py).
+
+    Each request to Exchange takes its read's place as it goes out: the place covers
+    the request on the wire, not the work of making it; SchemaOfTheServer gives it
+    back once the answer is read in full.
+    """
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        slots.take()
+        return super().send(request, *args, **kwargs)
+
+
 # exchangelib mounts an adapter of this class on every session it makes (BaseProtocol.get_adapter).
-BaseProtocol.HTTP_ADAPTER_CLS = TrustedAdapter
+BaseProtocol.HTTP_ADAPTER_CLS = ExchangeAdapter
 
 
 # -- reading instants -------------------------------------------------------------------

@@ -6,7 +6,9 @@ read the calendar view and, with ``include_body``, the bodies (protocol.py),
 and turn the items into EventRecords (mapping.py). Any failure leaves as a
 SourceError of the step it happened in (errors.py), after the state it proves
 stale is dropped: a refused token, a refused version, an endpoint that moved.
-A read waits for a slot of its upstream and gives up at the refresh's deadline.
+A read waits for a place among its upstream's EWS_MAX_CONCURRENCY and gives up at the
+refresh's deadline; it holds the place while it talks to Exchange, not while it parses
+the answer (slots.py).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from connector.core.records import EventRecord, Window
 from connector.core.trace import NullTrace, Trace
 from connector.models import Calendar, Server
 from connector.models.servers import EXCHANGE_ONLINE_EWS_HOSTS
-from connector.sources.ews import autodiscover, mapping, pool, protocol, version
+from connector.sources.ews import autodiscover, mapping, pool, protocol, slots, version
 from connector.sources.ews.errors import ErrorContext, source_error
 from connector.sources.ews.mapping import FoundItem
 from connector.sources.ews.pool import Connection, Credential
@@ -59,20 +61,18 @@ class EwsSource:
     ) -> list[EventRecord]:
         # A budget (the test console) shortens the deadline: connector.core.budget.
         deadline = budget.deadline(time.monotonic() + settings.REFRESH_TIMEOUT)
-        semaphore = pool.semaphore(self.upstream_key)
-        if not semaphore.acquire(timeout=max(deadline - time.monotonic(), 0)):
-            raise SourceError(
-                f"Too many reads of {self.server} are already running.",
-                code="concurrency",
-                hint="Every slot for this account (EWS_MAX_CONCURRENCY) stayed busy for the "
-                "whole refresh: Exchange is slow. Raise REFRESH_TIMEOUT or cachePersistence.",
-                retryable=True,
-                resource=resource,
-            )
+        slot = slots.Slot(pool.semaphore(self.upstream_key), deadline, str(self.server))
+        held = slots.current.set(slot)
         try:
+            try:
+                slot.take()
+            except SourceError as error:
+                error.resource = resource
+                raise
             return self._fetch_following_endpoint(resource, window, include_body, deadline)
         finally:
-            semaphore.release()
+            slot.leave()
+            slots.current.reset(held)
 
     # -- steps ----------------------------------------------------------------------
     def _fetch_following_endpoint(
@@ -99,6 +99,7 @@ class EwsSource:
                 error.code,
             )
             try:
+                slots.take()
                 fresh = autodiscover.discover(
                     self.server, resource, self.credential.username, self.trace, failed=endpoint
                 )
@@ -135,6 +136,7 @@ class EwsSource:
         self, endpoint: str, resource: str, window: Window, include_body: bool, deadline: float
     ) -> list[EventRecord]:
         ctx = self._context(endpoint, resource)
+        slots.take()  # held again for a second try: connecting may ask Exchange (the version)
         token = self._token(endpoint) if self.credential.oauth else None
         connection: Connection | None = None
         with self.trace.step("connect", f"Connect to {ctx.host}") as step:

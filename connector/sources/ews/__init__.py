@@ -17,11 +17,13 @@ One job per module:
 - ``source.py``: EwsSource, the steps of one fetch;
 - ``autodiscover.py``: where EWS answers (base URI or Autodiscover v2);
 - ``pool.py``: who reads (credentials, msal's tokens), pooled connections, per-upstream
-  slots;
+  semaphores;
+- ``slots.py``: a read's place among its account's requests in flight, held while a
+  request is on the wire;
 - ``version.py``: the server's version, learned once and kept on the Server row;
 - ``protocol.py``: every exchangelib override and internal relied on, in one place
   (tests/test_ews_protocol_overrides.py checks them against the installed version);
-- ``mapping.py``: exchangelib items as EventRecords;
+- ``mapping.py``: FindItem's item XML (and GetItem's items) as EventRecords;
 - ``errors.py``: exchangelib's failures as SourceErrors with the admin's fix.
 """
 

@@ -54,6 +54,8 @@ What it relies on, as of exchangelib 5.5.1 to 5.6.0:
   service account's own ticket (kerberos.py, which relies on requests-gssapi's
   ``generate_request_header``, ``handle_response`` and ``context``, checked by
   tests/test_kerberos.py).
+- ``BaseProtocol.raw_session(prefix, ...)``, the classmethod that makes every
+  session of a Protocol, a ``requests.Session`` (EwsProtocol).
 - ``BaseProtocol.HTTP_ADAPTER_CLS``, the adapter class mounted on each session
   (ExchangeAdapter: the trusted CAs of connector/core/tls.py, and a place among the
   account's requests in flight for each request: slots.py).
@@ -477,6 +479,7 @@ def items_with_bodies(
 
 # -- TLS: the CAs of EXCHANGE_CA_BUNDLE, never REQUESTS_CA_BUNDLE (connector/core/tls.py) --
 
+
 class ExchangeAdapter(TrustedAdapter):
     """The trusted CAs, and a place among the account's requests in flight (slots.py).
 
@@ -540,14 +543,45 @@ def open_protocol(config: Configuration) -> Protocol:
         del Protocol[config]
     except KeyError:
         pass
-    kind = KerberosProtocol if config.auth_type == GSSAPI else Protocol
+    kind = KerberosProtocol if config.auth_type == GSSAPI else EwsProtocol
     protocol = kind(config=config)
     protocol.TIMEOUT = settings.EXCHANGE_REQUEST_TIMEOUT
     protocol.RETRY_WAIT = RETRY_WAIT
     return protocol
 
 
-class KerberosProtocol(Protocol):
+class EwsProtocol(Protocol):
+    """Sessions that read the proxy variables once, when they are made.
+
+    requests walks the whole process environment on every request of a session that
+    trusts it, to find HTTPS_PROXY and NO_PROXY again: a tenth of the CPU of a room's
+    read. The proxies for this endpoint are read when the session is made (the
+    environment of a running process does not change) and the session trusts the
+    environment for nothing else: its CA bundle variables never counted
+    (connector/core/tls.py) and its credentials are always given. Overrides
+    ``raw_session``.
+    """
+
+    @classmethod
+    def raw_session(
+        cls,
+        prefix: str,
+        oauth2_client: Any = None,
+        oauth2_session_params: Any = None,
+        oauth2_token_endpoint: Any = None,
+    ) -> requests.Session:
+        session = super().raw_session(
+            prefix,
+            oauth2_client=oauth2_client,
+            oauth2_session_params=oauth2_session_params,
+            oauth2_token_endpoint=oauth2_token_endpoint,
+        )
+        session.proxies.update(requests.utils.get_environ_proxies(prefix))
+        session.trust_env = False
+        return session  # type: ignore[no-any-return]
+
+
+class KerberosProtocol(EwsProtocol):
     """gssnegotiate: every session authenticates with the service account's own ticket.
 
     exchangelib's GSSAPI sessions rely on a ticket obtained outside the process

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -28,6 +29,8 @@ from connector.core.records import EventRecord, Window
 from connector.models import Calendar, RoomEvents
 
 _FIELDS = tuple(item.name for item in fields(EventRecord))
+_values = operator.attrgetter(*_FIELDS)
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 # --- records as JSON ----------------------------------------------------------------
@@ -50,15 +53,17 @@ def _from_instant(value: Any) -> dt.datetime | dt.date | None:
 
 
 def dump_records(records: Iterable[EventRecord]) -> str:
+    """The records as JSON, their keys in the dataclass's order (the same text each time)."""
     rows = []
     for record in records:
-        row = {name: getattr(record, name) for name in _FIELDS}
-        for name in ("start", "end", "last_modified"):
-            row[name] = _instant(row[name])
+        row = dict(zip(_FIELDS, _values(record), strict=True))
+        row["start"] = _instant(record.start)
+        row["end"] = _instant(record.end)
+        row["last_modified"] = _instant(record.last_modified)
         row["categories"] = list(record.categories)
         row["extra"] = [list(pair) for pair in record.extra]
         rows.append(row)
-    return json.dumps(rows, separators=(",", ":"), sort_keys=True)
+    return _encoder.encode(rows)
 
 
 def load_records(text: str) -> list[EventRecord]:
